@@ -1,0 +1,55 @@
+# mxwarden - top-level commands. Every target installs missing Debian packages first
+# (scripts/install-deps), then drives CMake/CTest. See README.md.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+FUZZ_SECONDS ?= 600
+
+.PHONY: all build deps run check check-unit check-asan fuzz fuzz-smoke bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps build
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# Until the gateway lands, "run" scans the shipped example messages.
+run: build
+	@for f in examples/*.eml; do echo "== $$f"; ./$(BUILD)/mxwarden scan "$$f"; echo; done
+
+# Normal build with every test, then the unit tests again under ASan+UBSan
+# (leak checking on), then a short fuzz run of every parser.
+check: build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@$(MAKE) --no-print-directory check-asan
+	@$(MAKE) --no-print-directory fuzz-smoke
+
+check-asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMXW_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+	@cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) -L unit
+
+$(FUZZ_BUILD)/.configured: CMakeLists.txt
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DMXW_FUZZ=ON >/dev/null
+	@touch $@
+
+fuzz-smoke: deps $(FUZZ_BUILD)/.configured
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	@tests/fuzz/run $(FUZZ_BUILD) 60
+
+fuzz: deps $(FUZZ_BUILD)/.configured
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	@tests/fuzz/run $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+bench: build
+	@scripts/install-deps bench
+	@bench/parse
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

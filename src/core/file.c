@@ -1,0 +1,55 @@
+/*
+ * file - whole-file reads. See file.h.
+ */
+#include "core/file.h"
+#include "core/log.h"
+#include "core/xalloc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int file_read(const char *path, char **data, size_t *len)
+{
+    int fd = strcmp(path, "-") == 0 ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    size_t cap, n = 0;
+    char *buf;
+
+    if (fd < 0) {
+        err_set("%s", strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        err_set("is a directory");
+        if (fd != STDIN_FILENO) close(fd);
+        return -1;
+    }
+    cap = (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) ? (size_t)st.st_size + 1 : 65536;
+    buf = xmalloc(cap);
+    for (;;) {
+        ssize_t r;
+        if (n + 1 >= cap) {
+            cap *= 2;
+            buf = xrealloc(buf, cap);
+        }
+        r = read(fd, buf + n, cap - n - 1);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            err_set("%s", strerror(errno));
+            free(buf);
+            if (fd != STDIN_FILENO) close(fd);
+            return -1;
+        }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    if (fd != STDIN_FILENO) close(fd);
+    buf[n] = '\0';
+    *data = buf;
+    *len = n;
+    return 0;
+}

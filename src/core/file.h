@@ -1,0 +1,16 @@
+/*
+ * file - reading whole files and streams into memory.
+ */
+#ifndef MXW_FILE_H
+#define MXW_FILE_H
+
+#include <stddef.h>
+
+/*
+ * Reads all of path ("-" for standard input) into a malloc'd buffer (caller
+ * frees; NUL-terminated, the NUL not counted in *len). Returns 0, or -1 with
+ * err_set() naming the reason (not found, a directory, permission, I/O).
+ */
+int file_read(const char *path, char **data, size_t *len);
+
+#endif

@@ -1,0 +1,865 @@
+/*
+ * message - the parsed model of one mail message (see message.h).
+ *
+ * GMime parses the structure (headers, RFC 2047, the MIME tree, boundaries);
+ * everything below the tree is ours: we take each leaf's still-encoded body
+ * straight out of GMime's memory stream (no copy), decode it with decoders
+ * that report damage (decode.h), convert text to UTF-8 with our own guesses
+ * when the declared charset is wrong, and hand HTML to html.h and URLs to
+ * url.h. Every result is copied into the message's arena, and the GMime
+ * objects are released before message_parse() returns, so a parsed message
+ * holds no GObject and is safe to share between threads.
+ *
+ * The raw input is never copied as a whole: it is wrapped in a GByteArray
+ * that GMime reads but does not own, which keeps the memory of a 100 MB
+ * message close to its size.
+ */
+#include "message/message.h"
+#include "core/arena.h"
+#include "core/buf.h"
+#include "core/utf8.h"
+#include "core/xalloc.h"
+#include "message/decode.h"
+#include "message/html.h"
+#include "message/received.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <gmime/gmime.h>
+#include <libxml/parser.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <xxhash.h>
+
+#define URL_TABLE_SLOTS 4096 /* power of two, > 2 * MSG_MAX_URLS */
+#define SNIFF_BYTES     64
+
+struct parse_state {
+    struct message *m;
+    struct arena *a;
+    size_t cap_parts, cap_texts, cap_urls;
+    int32_t *url_slots; /* open addressing over m->urls, -1 empty; allocated on first URL */
+    uint64_t *url_hashes;
+    struct buf decoded; /* scratch: transfer-decoded bytes of the current part */
+};
+
+void message_library_init(void)
+{
+    g_mime_init();
+    xmlInitParser();
+    url_init();
+}
+
+void message_library_shutdown(void)
+{
+    url_shutdown();
+    xmlCleanupParser();
+    g_mime_shutdown();
+}
+
+/* ---- small string helpers ---- */
+
+static char *lowercase_dup(struct arena *a, const char *s, size_t len)
+{
+    char *d = arena_alloc(a, len + 1);
+    size_t i;
+    for (i = 0; i < len; i++) d[i] = (char)tolower((unsigned char)s[i]);
+    d[len] = '\0';
+    return d;
+}
+
+/* A trimmed, lowercased copy of s (quotes dropped), or NULL for NULL or empty. */
+static const char *token_dup(struct arena *a, const char *s)
+{
+    const char *e;
+    if (s == NULL) return NULL;
+    while (*s == ' ' || *s == '\t' || *s == '"' || *s == '\'') s++;
+    e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '"' || e[-1] == '\'' ||
+                     e[-1] == '\r' || e[-1] == '\n'))
+        e--;
+    return e > s ? lowercase_dup(a, s, (size_t)(e - s)) : NULL;
+}
+
+/* A copy of s that is valid UTF-8 (repaired), owned by the arena. */
+static const char *utf8_dup(struct arena *a, const char *s, size_t len)
+{
+    struct buf b = {0};
+    const char *r;
+    if (utf8_valid(s, len) && memchr(s, '\0', len) == NULL) return arena_strndup(a, s, len);
+    utf8_repair(&b, s, len);
+    r = arena_strndup(a, b.data, b.len);
+    buf_free(&b);
+    return r;
+}
+
+/* Unfolds a raw header value: line breaks dropped, leading whitespace trimmed. */
+static const char *header_unfold(struct arena *a, const char *raw)
+{
+    size_t len = strlen(raw), i, o = 0;
+    char *tmp = arena_alloc(a, len + 1);
+    const char *r;
+
+    while (len && (*raw == ' ' || *raw == '\t')) raw++, len--;
+    for (i = 0; i < len; i++) {
+        if (raw[i] == '\r' || raw[i] == '\n') continue;
+        tmp[o++] = raw[i];
+    }
+    while (o && (tmp[o - 1] == ' ' || tmp[o - 1] == '\t')) o--;
+    tmp[o] = '\0';
+    if (utf8_valid(tmp, o)) return tmp;
+    r = utf8_dup(a, tmp, o);
+    return r;
+}
+
+/* The lowercase domain after the last '@' of addr, or NULL. */
+static const char *address_domain(struct arena *a, const char *addr)
+{
+    const char *at = addr ? strrchr(addr, '@') : NULL;
+    size_t len;
+    if (at == NULL || at[1] == '\0') return NULL;
+    len = strlen(at + 1);
+    while (len && (at[len] == '>' || at[len] == '.' || at[len] == ' ')) len--;
+    return len ? lowercase_dup(a, at + 1, len) : NULL;
+}
+
+/* ---- raw-input checks that GMime does not report ---- */
+
+static unsigned raw_line_end_flags(const char *data, size_t len)
+{
+    const char *p = data, *end = data + len, *nl;
+    size_t crlf = 0, lf = 0;
+    unsigned flags = 0;
+
+    if (memchr(data, '\0', len)) flags |= MSG_F_NUL_BYTES;
+    while ((nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        if (nl > data && nl[-1] == '\r') crlf++;
+        else lf++;
+        if (crlf && lf) break;
+        p = nl + 1;
+    }
+    if (crlf && lf) flags |= MSG_F_BARE_LINE_ENDS;
+    /* A CR not followed by LF (old Mac endings, or injection attempts). */
+    for (p = data; p < end && !(flags & MSG_F_BARE_LINE_ENDS);) {
+        const char *cr = memchr(p, '\r', (size_t)(end - p));
+        if (cr == NULL) break;
+        if (cr + 1 < end && cr[1] != '\n') flags |= MSG_F_BARE_LINE_ENDS;
+        p = cr + 1;
+    }
+    return flags;
+}
+
+static void parser_warning(gint64 offset, GMimeParserWarning code, const gchar *item,
+                           gpointer user_data)
+{
+    struct message *m = user_data;
+    (void)offset;
+    (void)item;
+    switch (code) {
+    case GMIME_WARN_UNENCODED_8BIT_HEADER:
+        m->flags |= MSG_F_8BIT_HEADERS | MSG_F_BAD_HEADERS;
+        break;
+    case GMIME_WARN_INVALID_RFC2047_HEADER_VALUE:
+    case GMIME_CRIT_INVALID_HEADER_NAME:
+    case GMIME_CRIT_CONFLICTING_HEADER:
+    case GMIME_WARN_INVALID_ADDRESS_LIST:
+        m->flags |= MSG_F_BAD_HEADERS;
+        break;
+    case GMIME_WARN_TRUNCATED_MESSAGE:
+        m->flags |= MSG_F_TRUNCATED | MSG_F_MIME_BAD;
+        break;
+    case GMIME_WARN_MALFORMED_MULTIPART:
+    case GMIME_WARN_MALFORMED_MESSAGE:
+    case GMIME_CRIT_MULTIPART_WITHOUT_BOUNDARY:
+    case GMIME_CRIT_NESTING_OVERFLOW:
+    case GMIME_CRIT_PART_WITHOUT_HEADERS_OR_CONTENT:
+    case GMIME_CRIT_CONFLICTING_PARAMETER:
+        m->flags |= MSG_F_MIME_BAD;
+        break;
+    default:
+        /* Duplicated headers/parameters, invalid parameters, content types
+         * (GMime falls back to a default) and empty parts are common in
+         * legitimate mail and say little on their own. */
+        break;
+    }
+}
+
+/* ---- URLs ---- */
+
+static void url_add(struct parse_state *st, const struct url *u)
+{
+    struct message *m = st->m;
+    uint64_t h = XXH3_64bits(u->normalised, strlen(u->normalised));
+    size_t slot;
+
+    if (st->url_slots == NULL) {
+        st->url_slots = arena_alloc(st->a, URL_TABLE_SLOTS * sizeof *st->url_slots);
+        memset(st->url_slots, 0xff, URL_TABLE_SLOTS * sizeof *st->url_slots);
+    }
+    for (slot = h & (URL_TABLE_SLOTS - 1); st->url_slots[slot] >= 0;
+         slot = (slot + 1) & (URL_TABLE_SLOTS - 1)) {
+        int32_t i = st->url_slots[slot];
+        if (st->url_hashes[i] == h && strcmp(m->urls[i].normalised, u->normalised) == 0) {
+            /* Seen before: keep the first occurrence, learn what the new one adds. */
+            m->urls[i].flags |= u->flags;
+            if (m->urls[i].link_text_domain == NULL)
+                m->urls[i].link_text_domain = u->link_text_domain;
+            return;
+        }
+    }
+    if (m->n_urls >= MSG_MAX_URLS) return;
+    if (m->n_urls == st->cap_urls) {
+        st->cap_urls = st->cap_urls ? st->cap_urls * 2 : 16;
+        m->urls = xrealloc(m->urls, st->cap_urls * sizeof *m->urls);
+        st->url_hashes = xrealloc(st->url_hashes, st->cap_urls * sizeof *st->url_hashes);
+    }
+    m->urls[m->n_urls] = *u;
+    st->url_hashes[m->n_urls] = h;
+    st->url_slots[slot] = (int32_t)m->n_urls;
+    m->n_urls++;
+}
+
+static void url_found_in_text(void *ctx, const struct url *u)
+{
+    url_add(ctx, u);
+}
+
+static void urls_from_html(struct parse_state *st, const struct html_result *hr)
+{
+    size_t i;
+    for (i = 0; i < hr->n_links; i++) {
+        const struct html_link *l = &hr->links[i];
+        enum url_source src = URL_SRC_HTML_SRC;
+        struct url u;
+
+        if (strcmp(l->tag, "a") == 0 || strcmp(l->tag, "area") == 0) src = URL_SRC_HTML_HREF;
+        else if (strcmp(l->tag, "form") == 0) src = URL_SRC_HTML_ACTION;
+        if (url_parse(st->a, l->url, strlen(l->url), src, &u) != 0) continue;
+        if (l->text && *l->text) {
+            u.link_text_domain = url_domain_in_text(st->a, l->text, strlen(l->text));
+            if (u.link_text_domain && u.domain && strcmp(u.link_text_domain, u.domain) != 0)
+                u.flags |= URL_F_LINK_MISMATCH;
+        }
+        url_add(st, &u);
+    }
+}
+
+/* ---- charset conversion ---- */
+
+/* windows-1252 bytes 0x80..0x9F; the five undefined ones keep their C1 code point. */
+static const uint16_t cp1252_high[32] = {
+    0x20AC, 0x0081, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160,
+    0x2039, 0x0152, 0x008D, 0x017D, 0x008F, 0x0090, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022,
+    0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x009D, 0x017E, 0x0178};
+
+static void convert_cp1252(struct buf *out, const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len, *run = p;
+
+    buf_reserve(out, len + len / 4);
+    for (; p < end; p++) {
+        if (*p >= 0x80 || *p == 0) {
+            buf_append(out, run, (size_t)(p - run));
+            if (*p == 0) buf_append_char(out, ' ');
+            else if (*p < 0xA0) utf8_append_codepoint(out, cp1252_high[*p - 0x80]);
+            else utf8_append_codepoint(out, *p);
+            run = p + 1;
+        }
+    }
+    buf_append(out, run, (size_t)(p - run));
+}
+
+static bool has_8bit(const char *s, size_t len)
+{
+    size_t i;
+    for (i = 0; i < len; i++)
+        if ((unsigned char)s[i] >= 0x80) return true;
+    return false;
+}
+
+/* Converts with iconv; returns false if the charset is unknown to iconv. */
+static bool convert_iconv(struct buf *out, const char *charset, const char *s, size_t len,
+                          unsigned *flags)
+{
+    const char *name = g_mime_charset_iconv_name(charset);
+    iconv_t cd = g_mime_iconv_open("UTF-8", name);
+    char *in = (char *)s;
+    size_t inleft = len;
+    size_t start = out->len;
+    struct buf tmp = {0};
+
+    if (cd == (iconv_t)-1) return false;
+    buf_reserve(&tmp, len * 2 + 16);
+    while (inleft > 0) {
+        char *o = tmp.data + tmp.len;
+        size_t oleft = tmp.cap - tmp.len - 1;
+        size_t r = iconv(cd, &in, &inleft, &o, &oleft);
+        tmp.len = (size_t)(o - tmp.data);
+        if (r != (size_t)-1) break;
+        if (errno == E2BIG) {
+            buf_reserve(&tmp, inleft * 2 + 16);
+        } else if (errno == EILSEQ) {
+            /* A byte the charset does not have: the label is probably wrong. */
+            *flags |= PART_F_CHARSET_WRONG;
+            buf_append(&tmp, "\xEF\xBF\xBD", 3);
+            in++;
+            inleft--;
+        } else {
+            /* EINVAL: an incomplete sequence at the end. */
+            *flags |= PART_F_CHARSET_WRONG;
+            break;
+        }
+    }
+    iconv(cd, NULL, NULL, NULL, NULL);
+    g_mime_iconv_close(cd);
+    (void)start;
+    utf8_repair(out, tmp.data ? tmp.data : "", tmp.len);
+    buf_free(&tmp);
+    return true;
+}
+
+static bool charset_is(const char *cs, const char *const *names)
+{
+    for (; *names; names++)
+        if (strcmp(cs, *names) == 0) return true;
+    return false;
+}
+
+/*
+ * Appends s[0..len) converted from the declared charset to UTF-8. The label is
+ * distrusted when the bytes contradict it: text declared as ASCII or UTF-8
+ * that is not valid UTF-8 is read as windows-1252 (by far the most common
+ * truth), and text declared as a Latin single-byte charset that is valid,
+ * non-ASCII UTF-8 is read as UTF-8.
+ */
+static void convert_to_utf8(struct buf *out, const char *charset, const char *s, size_t len,
+                            unsigned *flags)
+{
+    static const char *const utf8_names[] = {"utf-8", "utf8", NULL};
+    static const char *const ascii_names[] = {"us-ascii", "ascii", "ansi_x3.4-1968", NULL};
+    static const char *const latin_names[] = {"iso-8859-1", "iso8859-1", "latin1",
+                                              "windows-1252", "cp1252", "iso-8859-15",
+                                              "latin-1", NULL};
+    bool valid;
+
+    if (!has_8bit(s, len)) {
+        utf8_repair(out, s, len); /* only NUL bytes can need repair */
+        return;
+    }
+    valid = utf8_valid(s, len);
+    if (charset == NULL || charset_is(charset, utf8_names) || charset_is(charset, ascii_names)) {
+        if (valid) {
+            if (charset && charset_is(charset, ascii_names)) *flags |= PART_F_CHARSET_WRONG;
+            utf8_repair(out, s, len);
+        } else {
+            if (charset) *flags |= PART_F_CHARSET_WRONG;
+            convert_cp1252(out, s, len);
+        }
+        return;
+    }
+    if (charset_is(charset, latin_names)) {
+        if (valid) {
+            *flags |= PART_F_CHARSET_WRONG;
+            utf8_repair(out, s, len);
+        } else {
+            convert_cp1252(out, s, len);
+        }
+        return;
+    }
+    if (!convert_iconv(out, charset, s, len, flags)) {
+        *flags |= PART_F_CHARSET_UNKNOWN;
+        if (valid) utf8_repair(out, s, len);
+        else convert_cp1252(out, s, len);
+    }
+}
+
+/* ---- type sniffing ---- */
+
+static const char *sniff_type(const unsigned char *p, size_t n)
+{
+    static const struct {
+        const char *magic;
+        size_t len;
+        const char *type;
+    } magics[] = {
+        {"MZ", 2, "application/x-msdownload"},
+        {"\x7f" "ELF", 4, "application/x-executable"},
+        {"%PDF", 4, "application/pdf"},
+        {"PK\x03\x04", 4, "application/zip"},
+        {"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1", 8, "application/x-ole-storage"},
+        {"Rar!", 4, "application/x-rar"},
+        {"7z\xBC\xAF\x27\x1C", 6, "application/x-7z-compressed"},
+        {"\x1F\x8B", 2, "application/gzip"},
+        {"{\\rtf", 5, "application/rtf"},
+        {"GIF87a", 6, "image/gif"},
+        {"GIF89a", 6, "image/gif"},
+        {"\x89PNG\r\n\x1A\n", 8, "image/png"},
+        {"\xFF\xD8\xFF", 3, "image/jpeg"},
+        {"II*\0", 4, "image/tiff"},
+        {"MM\0*", 4, "image/tiff"},
+        {"%!PS", 4, "application/postscript"},
+        {"BEGIN:VCALENDAR", 15, "text/calendar"},
+    };
+    size_t i, printable = 0;
+
+    if (n == 0) return NULL;
+    for (i = 0; i < sizeof magics / sizeof magics[0]; i++)
+        if (n >= magics[i].len && memcmp(p, magics[i].magic, magics[i].len) == 0)
+            return magics[i].type;
+    if (n >= 12 && memcmp(p, "RIFF", 4) == 0 && memcmp(p + 8, "WEBP", 4) == 0) return "image/webp";
+    for (i = 0; i < n && isspace(p[i]); i++) continue;
+    if (n - i >= 5 && (strncasecmp((const char *)p + i, "<html", 5) == 0 ||
+                       (n - i >= 9 && strncasecmp((const char *)p + i, "<!doctype", 9) == 0)))
+        return "text/html";
+    if (n - i >= 5 && strncmp((const char *)p + i, "<?xml", 5) == 0) return "text/xml";
+    for (i = 0; i < n; i++)
+        if (p[i] >= 0x20 || p[i] == '\t' || p[i] == '\r' || p[i] == '\n') printable++;
+    return printable == n ? "text/plain" : "application/octet-stream";
+}
+
+/* ---- the MIME tree ---- */
+
+/* The still-encoded body of a leaf, without copying when GMime holds it in memory. */
+static bool part_raw_body(GMimePart *part, struct buf *scratch, const char **data, size_t *len)
+{
+    GMimeDataWrapper *content = g_mime_part_get_content(part);
+    GMimeStream *stream;
+
+    *data = "";
+    *len = 0;
+    if (content == NULL) return true;
+    stream = g_mime_data_wrapper_get_stream(content);
+    if (stream == NULL) return true;
+    if (GMIME_IS_STREAM_MEM(stream)) {
+        GByteArray *ba = GMIME_STREAM_MEM(stream)->buffer;
+        gint64 start = stream->bound_start, end = stream->bound_end;
+        if (ba == NULL) return true;
+        if (end < 0 || end > (gint64)ba->len) end = (gint64)ba->len;
+        if (start < 0) start = 0;
+        if (start > end) start = end;
+        *data = (const char *)ba->data + start;
+        *len = (size_t)(end - start);
+        return true;
+    }
+    /* Not expected (we always parse from memory), but stay correct if it happens. */
+    buf_clear(scratch);
+    g_mime_stream_reset(stream);
+    for (;;) {
+        ssize_t n;
+        buf_reserve(scratch, 65536);
+        n = g_mime_stream_read(stream, scratch->data + scratch->len, 65536);
+        if (n <= 0) break;
+        scratch->len += (size_t)n;
+        if (scratch->len > 2 * MSG_MAX_TEXT_BYTES) break;
+    }
+    g_mime_stream_reset(stream);
+    *data = scratch->data ? scratch->data : "";
+    *len = scratch->len;
+    return false;
+}
+
+static bool type_is_text_body(const char *type)
+{
+    return strcmp(type, "text/plain") == 0 || strcmp(type, "text/html") == 0 ||
+           (strncmp(type, "text/", 5) == 0 && strcmp(type, "text/calendar") != 0 &&
+            strcmp(type, "text/x-vcard") != 0 && strcmp(type, "text/vcard") != 0);
+}
+
+static int part_new(struct parse_state *st, int parent, int depth)
+{
+    struct message *m = st->m;
+    struct msg_part *p;
+
+    if (m->n_parts >= MSG_MAX_PARTS) {
+        m->flags |= MSG_F_TOO_MANY_PARTS;
+        return -1;
+    }
+    if (m->n_parts == st->cap_parts) {
+        st->cap_parts = st->cap_parts ? st->cap_parts * 2 : 8;
+        m->parts = xrealloc(m->parts, st->cap_parts * sizeof *m->parts);
+    }
+    p = &m->parts[m->n_parts];
+    memset(p, 0, sizeof *p);
+    p->parent = parent;
+    p->depth = depth;
+    p->text_index = -1;
+    return (int)m->n_parts++;
+}
+
+static struct msg_text *text_new(struct parse_state *st, int part_index)
+{
+    struct message *m = st->m;
+    struct msg_text *t;
+
+    if (m->n_texts == st->cap_texts) {
+        st->cap_texts = st->cap_texts ? st->cap_texts * 2 : 4;
+        m->texts = xrealloc(m->texts, st->cap_texts * sizeof *m->texts);
+    }
+    t = &m->texts[m->n_texts];
+    memset(t, 0, sizeof *t);
+    t->part = part_index;
+    t->hidden = "";
+    m->parts[part_index].text_index = (int)m->n_texts++;
+    return t;
+}
+
+static void leaf_text(struct parse_state *st, int index, const char *body, size_t body_len)
+{
+    struct msg_part *p = &st->m->parts[index];
+    const char *enc = p->encoding ? p->encoding : "7bit";
+    struct buf text = {0};
+    const char *src = body;
+    size_t src_len = body_len;
+    unsigned dflags = 0;
+    struct msg_text *t;
+
+    if (strcmp(enc, "base64") == 0 || strcmp(enc, "quoted-printable") == 0) {
+        buf_clear(&st->decoded);
+        dflags = enc[0] == 'b' ? decode_base64(&st->decoded, body, body_len, MSG_MAX_TEXT_BYTES)
+                               : decode_qp(&st->decoded, body, body_len, MSG_MAX_TEXT_BYTES);
+        if (dflags & DECODE_F_BAD) p->flags |= enc[0] == 'b' ? PART_F_BAD_BASE64 : PART_F_BAD_QP;
+        if (dflags & DECODE_F_TRUNCATED) p->flags |= PART_F_TRUNCATED;
+        src = st->decoded.data ? st->decoded.data : "";
+        src_len = st->decoded.len;
+        p->size_bytes = src_len;
+    } else {
+        if (src_len > MSG_MAX_TEXT_BYTES) {
+            src_len = MSG_MAX_TEXT_BYTES;
+            p->flags |= PART_F_TRUNCATED;
+        }
+        if (strcmp(enc, "7bit") == 0 && has_8bit(src, src_len)) p->flags |= PART_F_8BIT_IN_7BIT;
+    }
+    convert_to_utf8(&text, p->charset, src, src_len, &p->flags);
+
+    t = text_new(st, index);
+    if (strcmp(p->type, "text/html") == 0) {
+        struct html_result hr;
+        html_extract(st->a, text.data ? text.data : "", text.len, &hr);
+        t->is_html = true;
+        t->text = hr.text;
+        t->len = hr.text_len;
+        t->hidden = hr.hidden;
+        t->hidden_len = hr.hidden_len;
+        t->hidden_chars = hr.hidden_chars;
+        t->html_flags = hr.flags;
+        buf_free(&text);
+        urls_from_html(st, &hr);
+    } else {
+        t->len = text.len;
+        t->text = buf_release(&text);
+        arena_adopt(st->a, (void *)t->text);
+    }
+}
+
+static void leaf_attachment(struct parse_state *st, int index, const char *body, size_t body_len)
+{
+    struct msg_part *p = &st->m->parts[index];
+    const char *enc = p->encoding ? p->encoding : "7bit";
+    const unsigned char *head = (const unsigned char *)body;
+    size_t head_len = body_len < SNIFF_BYTES ? body_len : SNIFF_BYTES;
+    struct buf sniff = {0};
+    unsigned dflags = 0;
+
+    if (strcmp(enc, "base64") == 0) {
+        p->size_bytes = decode_base64_size(body, body_len, &dflags);
+        if (dflags & DECODE_F_BAD) p->flags |= PART_F_BAD_BASE64;
+        decode_base64(&sniff, body, body_len < 4 * SNIFF_BYTES ? body_len : 4 * SNIFF_BYTES,
+                      SNIFF_BYTES);
+        head = (const unsigned char *)(sniff.data ? sniff.data : "");
+        head_len = sniff.len;
+    } else if (strcmp(enc, "quoted-printable") == 0) {
+        p->size_bytes = body_len; /* close enough: QP attachments are rare */
+        decode_qp(&sniff, body, body_len < 4 * SNIFF_BYTES ? body_len : 4 * SNIFF_BYTES,
+                  SNIFF_BYTES);
+        head = (const unsigned char *)(sniff.data ? sniff.data : "");
+        head_len = sniff.len;
+    } else {
+        p->size_bytes = body_len;
+    }
+    p->sniffed_type = sniff_type(head, head_len);
+    buf_free(&sniff);
+}
+
+static const char *known_encodings[] = {"7bit", "8bit", "binary", "base64", "quoted-printable",
+                                        NULL};
+
+static void walk(struct parse_state *st, GMimeObject *obj, int parent, int depth);
+
+static void walk_leaf(struct parse_state *st, GMimePart *part, int index)
+{
+    struct msg_part *p = &st->m->parts[index];
+    const char *disposition = g_mime_object_get_disposition(GMIME_OBJECT(part));
+    const char *filename = g_mime_part_get_filename(part);
+    const char *body;
+    size_t body_len;
+
+    p->disposition = token_dup(st->a, disposition);
+    if (filename && *filename) p->filename = utf8_dup(st->a, filename, strlen(filename));
+    if (p->encoding && !charset_is(p->encoding, known_encodings)) {
+        p->flags |= PART_F_BAD_ENCODING;
+        p->encoding = NULL; /* read it as 8bit */
+    }
+    part_raw_body(part, &st->decoded, &body, &body_len);
+    p->encoded_bytes = body_len;
+    p->is_attachment = !type_is_text_body(p->type) ||
+                       (p->disposition && strcmp(p->disposition, "attachment") == 0 &&
+                        p->filename != NULL);
+    if (p->is_attachment) {
+        /* body may point into the scratch buffer, which leaf_text reuses: attachments first. */
+        leaf_attachment(st, index, body, body_len);
+    } else {
+        if (body >= st->decoded.data && body < st->decoded.data + st->decoded.cap) {
+            /* Rare fallback path: move the raw body out of the scratch buffer. */
+            char *copy = xstrndup(body, body_len);
+            leaf_text(st, index, copy, body_len);
+            free(copy);
+        } else {
+            leaf_text(st, index, body, body_len);
+        }
+    }
+    if (p->flags & (PART_F_BAD_BASE64 | PART_F_BAD_QP | PART_F_BAD_ENCODING))
+        st->m->flags |= MSG_F_MIME_BAD;
+}
+
+static void walk(struct parse_state *st, GMimeObject *obj, int parent, int depth)
+{
+    struct message *m = st->m;
+    GMimeContentType *ct = g_mime_object_get_content_type(obj);
+    const char *media = ct ? g_mime_content_type_get_media_type(ct) : NULL;
+    const char *sub = ct ? g_mime_content_type_get_media_subtype(ct) : NULL;
+    int index;
+    struct msg_part *p;
+
+    if (depth > MSG_MAX_DEPTH) {
+        m->flags |= MSG_F_TOO_DEEP | MSG_F_MIME_BAD;
+        return;
+    }
+    index = part_new(st, parent, depth);
+    if (index < 0) return;
+    p = &m->parts[index];
+    if (media && sub && *media && *sub) {
+        size_t ml = strlen(media), sl = strlen(sub);
+        char *t = arena_alloc(st->a, ml + sl + 2);
+        size_t i;
+        for (i = 0; i < ml; i++) t[i] = (char)tolower((unsigned char)media[i]);
+        t[ml] = '/';
+        for (i = 0; i < sl; i++) t[ml + 1 + i] = (char)tolower((unsigned char)sub[i]);
+        t[ml + sl + 1] = '\0';
+        p->type = t;
+    } else {
+        p->type = "text/plain";
+    }
+    p->charset = ct ? token_dup(st->a, g_mime_content_type_get_parameter(ct, "charset")) : NULL;
+    p->encoding = token_dup(st->a, g_mime_object_get_header(obj, "Content-Transfer-Encoding"));
+
+    if (GMIME_IS_MULTIPART(obj)) {
+        GMimeMultipart *mp = GMIME_MULTIPART(obj);
+        int i, n = g_mime_multipart_get_count(mp);
+        p->is_multipart = true;
+        if (g_mime_multipart_get_boundary(mp) == NULL) {
+            p->flags |= PART_F_NO_BOUNDARY;
+            m->flags |= MSG_F_MIME_BAD;
+        }
+        for (i = 0; i < n && !(m->flags & MSG_F_TOO_MANY_PARTS); i++)
+            walk(st, g_mime_multipart_get_part(mp, i), index, depth + 1);
+    } else if (GMIME_IS_MESSAGE_PART(obj)) {
+        GMimeMessage *inner = g_mime_message_part_get_message(GMIME_MESSAGE_PART(obj));
+        GMimeObject *body = inner ? g_mime_message_get_mime_part(inner) : NULL;
+        p->is_multipart = true;
+        if (body) walk(st, body, index, depth + 1);
+    } else if (GMIME_IS_PART(obj)) {
+        walk_leaf(st, GMIME_PART(obj), index);
+    }
+}
+
+/* ---- headers ---- */
+
+static void read_headers(struct parse_state *st, GMimeMessage *gm)
+{
+    struct message *m = st->m;
+    GMimeHeaderList *hl = g_mime_object_get_header_list(GMIME_OBJECT(gm));
+    int i, n = hl ? g_mime_header_list_get_count(hl) : 0;
+    size_t nhops = 0;
+
+    m->headers = arena_calloc(st->a, (size_t)(n > 0 ? n : 1), sizeof *m->headers);
+    for (i = 0; i < n; i++) {
+        GMimeHeader *h = g_mime_header_list_get_header_at(hl, i);
+        const char *name = g_mime_header_get_name(h);
+        const char *value = g_mime_header_get_value(h);
+        const char *raw = g_mime_header_get_raw_value(h);
+        struct msg_header *mh;
+
+        if (name == NULL) continue;
+        mh = &m->headers[m->n_headers++];
+        mh->name = utf8_dup(st->a, name, strlen(name));
+        mh->raw = header_unfold(st->a, raw ? raw : "");
+        mh->value = value ? header_unfold(st->a, value) : mh->raw;
+        if (strcasecmp(name, "Received") == 0) m->n_received++;
+    }
+    if (m->n_headers == 0) m->flags |= MSG_F_NO_HEADERS;
+
+    if (m->n_received) {
+        m->hops = arena_calloc(st->a, m->n_received < MSG_MAX_HOPS ? m->n_received : MSG_MAX_HOPS,
+                               sizeof *m->hops);
+        for (i = 0; (size_t)i < m->n_headers && nhops < MSG_MAX_HOPS; i++) {
+            const struct msg_header *mh = &m->headers[i];
+            if (strcasecmp(mh->name, "Received") != 0) continue;
+            received_parse(st->a, mh->raw, strlen(mh->raw), &m->hops[nhops++]);
+        }
+        m->n_hops = nhops;
+    }
+}
+
+static void read_addresses(struct parse_state *st, GMimeMessage *gm)
+{
+    struct message *m = st->m;
+    InternetAddressList *from = g_mime_message_get_from(gm);
+    InternetAddressList *reply_to = g_mime_message_get_reply_to(gm);
+    const char *subject = g_mime_message_get_subject(gm);
+    const char *mid = g_mime_message_get_message_id(gm);
+    GDateTime *date = g_mime_message_get_date(gm);
+    int i, n = from ? internet_address_list_length(from) : 0;
+
+    if (subject) m->subject = header_unfold(st->a, subject);
+    if (mid) m->message_id = utf8_dup(st->a, mid, strlen(mid));
+    m->from = message_header(m, "From");
+    m->date = message_header(m, "Date");
+    if (date) m->date_unix = g_date_time_to_unix(date);
+    for (i = 0; i < n; i++) {
+        InternetAddress *ia = internet_address_list_get_address(from, i);
+        const char *addr, *idn, *name;
+        if (!INTERNET_ADDRESS_IS_MAILBOX(ia)) continue;
+        addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia));
+        idn = internet_address_mailbox_get_idn_addr(INTERNET_ADDRESS_MAILBOX(ia));
+        name = internet_address_get_name(ia);
+        if (addr == NULL || *addr == '\0') continue;
+        m->from_addr = utf8_dup(st->a, addr, strlen(addr));
+        m->from_domain = address_domain(st->a, idn ? idn : addr);
+        if (name && *name) m->from_name = utf8_dup(st->a, name, strlen(name));
+        break;
+    }
+    n = reply_to ? internet_address_list_length(reply_to) : 0;
+    for (i = 0; i < n; i++) {
+        InternetAddress *ia = internet_address_list_get_address(reply_to, i);
+        const char *addr;
+        if (!INTERNET_ADDRESS_IS_MAILBOX(ia)) continue;
+        addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia));
+        if (addr && *addr) m->reply_to_addr = utf8_dup(st->a, addr, strlen(addr));
+        break;
+    }
+}
+
+static void copy_envelope(struct message *m, const struct envelope *env)
+{
+    struct arena *a = m->arena;
+    size_t i;
+
+    if (env == NULL) return;
+    m->env.mail_from = arena_strdup(a, env->mail_from);
+    m->env.client_ip = arena_strdup(a, env->client_ip);
+    m->env.helo = arena_strdup(a, env->helo);
+    m->env.queue_id = arena_strdup(a, env->queue_id);
+    if (env->n_rcpt) {
+        const char **rcpt = arena_alloc(a, env->n_rcpt * sizeof *rcpt);
+        for (i = 0; i < env->n_rcpt; i++) rcpt[i] = arena_strdup(a, env->rcpt[i]);
+        m->env.rcpt = rcpt;
+        m->env.n_rcpt = env->n_rcpt;
+    }
+    m->env_from_domain = address_domain(a, m->env.mail_from);
+}
+
+static void finish(struct parse_state *st)
+{
+    struct message *m = st->m;
+    size_t i, html = 0, plain = 0;
+
+    for (i = 0; i < m->n_texts; i++) {
+        const struct msg_text *t = &m->texts[i];
+        if (t->is_html) html++;
+        else plain++;
+        url_find_in_text(st->a, t->text, t->len, url_found_in_text, st);
+    }
+    if (html && !plain) m->flags |= MSG_F_HTML_ONLY;
+    for (i = 0; i < m->n_parts; i++)
+        if (m->parts[i].flags & (PART_F_BAD_BASE64 | PART_F_BAD_QP | PART_F_BAD_ENCODING |
+                                 PART_F_NO_BOUNDARY))
+            m->flags |= MSG_F_MIME_BAD;
+    /* The growable arrays were malloc'd; the arena frees them with the message. */
+    arena_adopt(st->a, m->parts);
+    arena_adopt(st->a, m->texts);
+    arena_adopt(st->a, m->urls);
+    free(st->url_hashes);
+    buf_free(&st->decoded);
+}
+
+struct message *message_parse(const char *data, size_t len, const struct envelope *env)
+{
+    struct arena *a = arena_new(0);
+    struct message *m = arena_calloc(a, 1, sizeof *m);
+    struct parse_state st = {.m = m, .a = a};
+    GByteArray *ba;
+    GMimeStream *stream;
+    GMimeParser *parser;
+    GMimeParserOptions *options;
+    GMimeMessage *gm;
+
+    m->arena = a;
+    m->raw_size = len;
+    copy_envelope(m, env);
+    m->flags |= raw_line_end_flags(data, len);
+
+    /* GMime reads the caller's bytes in place: the array does not own them. */
+    ba = g_byte_array_new_take((guint8 *)data, len);
+    stream = g_mime_stream_mem_new_with_byte_array(ba);
+    g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(stream), FALSE);
+    options = g_mime_parser_options_new();
+    g_mime_parser_options_set_warning_callback(options, parser_warning, m);
+    parser = g_mime_parser_new_with_stream(stream);
+    g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
+    gm = g_mime_parser_construct_message(parser, options);
+
+    if (gm) {
+        GMimeObject *root = g_mime_message_get_mime_part(gm);
+        read_headers(&st, gm);
+        read_addresses(&st, gm);
+        if (root) walk(&st, root, -1, 0);
+    } else {
+        m->flags |= MSG_F_NO_HEADERS;
+    }
+    if (m->n_parts == 0 && len > 0) {
+        /* Nothing GMime recognised as a body: treat all bytes as plain text. */
+        int index = part_new(&st, -1, 0);
+        m->parts[index].type = "text/plain";
+        leaf_text(&st, index, data, len);
+    }
+    finish(&st);
+
+    if (gm) g_object_unref(gm);
+    g_object_unref(parser);
+    g_mime_parser_options_free(options);
+    g_object_unref(stream);
+    g_byte_array_free(ba, FALSE); /* frees the array, not the caller's bytes */
+    return m;
+}
+
+void message_free(struct message *m)
+{
+    if (m) arena_free(m->arena);
+}
+
+const char *message_header(const struct message *m, const char *name)
+{
+    size_t i;
+    for (i = 0; i < m->n_headers; i++)
+        if (strcasecmp(m->headers[i].name, name) == 0) return m->headers[i].value;
+    return NULL;
+}
+
+size_t message_header_count(const struct message *m, const char *name)
+{
+    size_t i, n = 0;
+    for (i = 0; i < m->n_headers; i++)
+        if (strcasecmp(m->headers[i].name, name) == 0) n++;
+    return n;
+}

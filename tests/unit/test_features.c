@@ -1,0 +1,816 @@
+/*
+ * Tests for src/text/features.c: the feature stream, version 1 (docs/features.md).
+ *
+ * Messages are built by hand in an arena, as the parser would leave them, so
+ * these tests depend on struct message only, not on the parser.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "core/arena.h"
+#include "core/buf.h"
+#include "core/utf8.h"
+#include "core/xalloc.h"
+#include "message/html.h"
+#include "message/message.h"
+#include "text/features.h"
+
+/* ---- building messages ---- */
+
+#define TEST_MAX_ITEMS 16
+
+static struct message *msg_new(struct arena *a)
+{
+    struct message *m = arena_calloc(a, 1, sizeof *m);
+
+    m->arena = a;
+    m->headers = arena_calloc(a, TEST_MAX_ITEMS, sizeof *m->headers);
+    m->parts = arena_calloc(a, TEST_MAX_ITEMS, sizeof *m->parts);
+    m->texts = arena_calloc(a, TEST_MAX_ITEMS, sizeof *m->texts);
+    m->urls = arena_calloc(a, TEST_MAX_ITEMS, sizeof *m->urls);
+    return m;
+}
+
+static void msg_add_header(struct message *m, const char *name, const char *value)
+{
+    assert_true(m->n_headers < TEST_MAX_ITEMS);
+    m->headers[m->n_headers].name = name;
+    m->headers[m->n_headers].value = value;
+    m->headers[m->n_headers].raw = value;
+    m->n_headers++;
+}
+
+static struct msg_part *msg_add_part(struct message *m, const char *type, const char *charset)
+{
+    struct msg_part *p;
+
+    assert_true(m->n_parts < TEST_MAX_ITEMS);
+    p = &m->parts[m->n_parts];
+    p->parent = m->n_parts ? 0 : -1;
+    p->depth = m->n_parts ? 1 : 0;
+    p->type = type;
+    p->charset = charset;
+    p->text_index = -1;
+    m->n_parts++;
+    return p;
+}
+
+/* A text part with its msg_text; hidden may be NULL. */
+static struct msg_text *msg_add_text(struct message *m, const char *text, bool html,
+                                     const char *hidden)
+{
+    struct msg_part *p = msg_add_part(m, html ? "text/html" : "text/plain", "utf-8");
+    struct msg_text *t;
+
+    assert_true(m->n_texts < TEST_MAX_ITEMS);
+    t = &m->texts[m->n_texts];
+    p->text_index = (int)m->n_texts;
+    t->part = (int)(m->n_parts - 1);
+    t->is_html = html;
+    t->text = text;
+    t->len = strlen(text);
+    t->hidden = hidden ? hidden : "";
+    t->hidden_len = hidden ? strlen(hidden) : 0;
+    t->hidden_chars = t->hidden_len;
+    m->n_texts++;
+    return t;
+}
+
+static struct url *msg_add_url(struct message *m, const char *raw, const char *host,
+                               const char *domain, unsigned flags)
+{
+    struct url *u;
+
+    assert_true(m->n_urls < TEST_MAX_ITEMS);
+    u = &m->urls[m->n_urls++];
+    u->raw = raw;
+    u->normalised = raw;
+    u->scheme = "http";
+    u->host = host;
+    u->host_unicode = host;
+    u->domain = domain;
+    u->path = "/";
+    u->flags = flags;
+    u->source = URL_SRC_TEXT;
+    return u;
+}
+
+/* ---- recording the debug callback ---- */
+
+struct rec_entry {
+    enum feature_kind kind;
+    char *token;
+    unsigned distance;
+    uint64_t hash;
+};
+
+struct recorder {
+    struct rec_entry *e;
+    size_t n, cap;
+    struct buf dump; /* "KIND token[ d=N]\n" per feature */
+};
+
+static void rec_fn(void *ctx, enum feature_kind kind, const char *token, size_t token_len,
+                   unsigned distance, uint64_t hash)
+{
+    static const char *const names[] = {"WORD", "OSB", "META"};
+    struct recorder *r = ctx;
+
+    if (r->n == r->cap) {
+        r->cap = r->cap ? 2 * r->cap : 64;
+        r->e = xrealloc(r->e, r->cap * sizeof *r->e);
+    }
+    r->e[r->n].kind = kind;
+    r->e[r->n].token = xstrndup(token, token_len);
+    r->e[r->n].distance = distance;
+    r->e[r->n].hash = hash;
+    r->n++;
+    buf_printf(&r->dump, "%s %.*s", names[kind], (int)token_len, token);
+    if (kind == FEAT_OSB) buf_printf(&r->dump, " d=%u", distance);
+    buf_append_char(&r->dump, '\n');
+}
+
+static void rec_free(struct recorder *r)
+{
+    size_t i;
+
+    for (i = 0; i < r->n; i++) free(r->e[i].token);
+    free(r->e);
+    buf_free(&r->dump);
+}
+
+/* Extracts with a recorder and checks the recorder saw exactly the stream. */
+static void extract_recorded(struct arena *a, const struct message *m, struct features *f,
+                             struct recorder *r)
+{
+    size_t i;
+
+    features_extract(a, m, f, rec_fn, r);
+    assert_int_equal(r->n, f->n);
+    for (i = 0; i < f->n; i++) {
+        assert_int_equal(r->e[i].kind, f->kind[i]);
+        assert_true(r->e[i].hash == f->hash[i]);
+        if (f->kind[i] != FEAT_OSB)
+            assert_true(f->hash[i] == features_hash_token(r->e[i].token, strlen(r->e[i].token)));
+    }
+}
+
+/* Index of the first recorded feature with this kind and token, or -1. */
+static long rec_find(const struct recorder *r, enum feature_kind kind, const char *token)
+{
+    size_t i;
+
+    for (i = 0; i < r->n; i++)
+        if (r->e[i].kind == kind && strcmp(r->e[i].token, token) == 0) return (long)i;
+    return -1;
+}
+
+static size_t rec_count(const struct recorder *r, enum feature_kind kind, const char *token)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < r->n; i++)
+        if (r->e[i].kind == kind && (token == NULL || strcmp(r->e[i].token, token) == 0)) n++;
+    return n;
+}
+
+static size_t count_kind(const struct features *f, enum feature_kind kind)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < f->n; i++) n += f->kind[i] == kind;
+    return n;
+}
+
+/* ---- hashing ---- */
+
+static void test_hash_token_is_xxh3_of_the_bytes(void **state)
+{
+    (void)state;
+    assert_true(features_hash_token("hello", 5) == XXH3_64bits("hello", 5));
+    /* Pinned: a seed or algorithm change would silently invalidate every stored token. */
+    assert_true(features_hash_token("hello", 5) == UINT64_C(0x9555e8555c62dcfd));
+    assert_true(features_hash_token("hello world", 5) == features_hash_token("hello", 5));
+}
+
+static void test_hash_pair_is_order_sensitive(void **state)
+{
+    uint64_t a = features_hash_token("cheap", 5), b = features_hash_token("pills", 5);
+    (void)state;
+    assert_true(features_hash_pair(a, b, 1) != features_hash_pair(b, a, 1));
+    assert_true(features_hash_pair(a, a, 1) != features_hash_pair(a, a, 2));
+}
+
+static void test_hash_pair_layout_is_pinned(void **state)
+{
+    unsigned char bytes[17];
+    uint64_t first = UINT64_C(0x0102030405060708), second = UINT64_C(0x1112131415161718);
+    int i;
+    (void)state;
+    for (i = 0; i < 8; i++) {
+        bytes[i] = (unsigned char)(first >> (8 * i));
+        bytes[8 + i] = (unsigned char)(second >> (8 * i));
+    }
+    bytes[16] = 3;
+    assert_true(features_hash_pair(first, second, 3) == XXH3_64bits(bytes, sizeof bytes));
+    assert_true(features_hash_pair(first, second, 3) == UINT64_C(0x2bc23d6fc56fb271));
+}
+
+/* ---- words and OSB ---- */
+
+static void test_osb_pairs_window_of_five(void **state)
+{
+    static const char *const w[] = {"w1aa", "w2bb", "w3cc", "w4dd", "w5ee", "w6ff"};
+    struct arena *a = arena_new(0);
+    struct message *m = msg_new(a);
+    struct features f;
+    uint64_t h[6];
+    size_t i, k = 0, d;
+    (void)state;
+    msg_add_text(m, "w1aa w2bb w3cc w4dd w5ee w6ff", false, NULL);
+    features_extract(a, m, &f, NULL, NULL);
+    for (i = 0; i < 6; i++) h[i] = features_hash_token(w[i], strlen(w[i]));
+
+    /* Skip the metadata, then: word i, then pairs with words i-1 .. i-4 (at most 4). */
+    while (k < f.n && f.kind[k] == FEAT_META) k++;
+    for (i = 0; i < 6; i++) {
+        assert_int_equal(f.kind[k], FEAT_WORD);
+        assert_true(f.hash[k] == h[i]);
+        k++;
+        for (d = 1; d <= 4 && d <= i; d++, k++) {
+            assert_int_equal(f.kind[k], FEAT_OSB);
+            assert_true(f.hash[k] == features_hash_pair(h[i - d], h[i], (unsigned)d));
+        }
+    }
+    assert_int_equal(k, f.n);
+    /* 6 words, and 0+1+2+3+4+4 pairs: w1 and w6 (distance 5) never pair. */
+    assert_int_equal(count_kind(&f, FEAT_WORD), 6);
+    assert_int_equal(count_kind(&f, FEAT_OSB), 14);
+    for (i = 0; i < f.n; i++) assert_true(f.hash[i] != features_hash_pair(h[0], h[5], 5));
+    arena_free(a);
+}
+
+static void test_osb_window_restarts_per_text(void **state)
+{
+    struct arena *a = arena_new(0);
+    struct message *m = msg_new(a);
+    struct features f;
+    struct recorder r = {0};
+    (void)state;
+    m->subject = "subject line";
+    msg_add_text(m, "first body", false, NULL);
+    msg_add_text(m, "second body", true, NULL);
+    extract_recorded(a, m, &f, &r);
+    assert_true(rec_find(&r, FEAT_OSB, "subject line") >= 0);
+    assert_true(rec_find(&r, FEAT_OSB, "first body") >= 0);
+    assert_int_equal(rec_find(&r, FEAT_OSB, "line first"), -1);
+    assert_int_equal(rec_find(&r, FEAT_OSB, "body second"), -1);
+    assert_int_equal(rec_count(&r, FEAT_OSB, NULL), 3);
+    rec_free(&r);
+    arena_free(a);
+}
+
+static void test_words_capped(void **state)
+{
+    const size_t n_words = FEATURES_MAX_WORDS + 5000;
+    struct arena *a = arena_new(0);
+    struct message *m = msg_new(a);
+    struct features f;
+    struct buf text = {0};
+    size_t i;
+    (void)state;
+    /* Distinct two-letter-plus words so nothing is dropped: "waa wab ...". */
+    for (i = 0; i < n_words; i++)
+        buf_printf(&text, "w%c%c%c ", 'a' + (int)(i / 676 % 26), 'a' + (int)(i / 26 % 26),
+                   'a' + (int)(i % 26));
+    msg_add_text(m, text.data, false, NULL);
+    features_extract(a, m, &f, NULL, NULL);
+    assert_int_equal(count_kind(&f, FEAT_WORD), FEATURES_MAX_WORDS);
+    /* 4 pairs per word except the first four words of the text (0+1+2+3 = 6). */
+    assert_int_equal(count_kind(&f, FEAT_OSB), 4 * FEATURES_MAX_WORDS - 10);
+    /* n_words counts the tokens beyond the cap as well. */
+    assert_int_equal(f.n_words, n_words);
+    buf_free(&text);
+    arena_free(a);
+}
+
+static void test_cap_spans_subject_and_texts(void **state)
+{
+    const size_t per_text = FEATURES_MAX_WORDS / 2 + 10;
+    struct arena *a = arena_new(0);
+    struct message *m = msg_new(a);
+    struct features f;
+    struct buf text = {0};
+    size_t i;
+    (void)state;
+    for (i = 0; i < per_text; i++) buf_append_str(&text, "spam ");
+    m->subject = "cheap offer";
+    msg_add_text(m, text.data, false, NULL);
+    msg_add_text(m, text.data, false, NULL);
+    features_extract(a, m, &f, NULL, NULL);
+    assert_int_equal(count_kind(&f, FEAT_WORD), FEATURES_MAX_WORDS);
+    assert_int_equal(f.n_words, 2 + 2 * per_text);
+    buf_free(&text);
+    arena_free(a);
+}
+
+/* ---- metadata ---- */
+
+static void test_subject_words_are_marked(void **state)
+{
+    struct arena *a = arena_new(0);
+    struct message *m = msg_new(a);
+    struct features f;
+    struct recorder r = {0};
+    (void)state;
+    m->subject = "Re: URGENT \xEF\xBC\xA6\xEF\xBC\xB2\xEF\xBC\xA5\xEF\xBC\xA5 offer 2024";
+    extract_recorded(a, m, &f, &r);
+    assert_true(rec_find(&r, FEAT_META, "subj:re") >= 0);
+    assert_true(rec_find(&r, FEAT_META, "subj:urgent") >= 0);
+    assert_true(rec_find(&r, FEAT_META, "subj:free") >= 0); /* fullwidth, NFKC-folded */
+    assert_true(rec_find(&r, FEAT_META, "subj:num:4") >= 0);
+    /* The subject is also the first text of the word section. */
+    assert_true(rec_find(&r, FEAT_WORD, "urgent") > rec_find(&r, FEAT_META, "subj:offer"));
+    assert_int_equal(rec_count(&r, FEAT_WORD, NULL), 5);
+    assert_int_equal(f.n_words, 5);
+    rec_free(&r);
+    arena_free(a);
+}
+
+static void test_sender_domains_become_meta(void **state)
+{
+    struct arena *a = arena_new(0);
+    struct message *m = msg_new(a);
+    struct features f;
+    struct recorder r = {0};
+    (void)state;
+    m->from_domain = "Example.COM";
+    m->env_from_domain = "bounce.example.net";
+    m->reply_to_addr = "Someone@Free.Example.org";
+    extract_recorded(a, m, &f, &r);
+    assert_string_equal(r.dump.data, "META from_domain:example.com\n"
+                                     "META env_from_domain:bounce.example.net\n"
+                                     "META reply_to_domain:free.example.org\n");
+    rec_free(&r);
+    arena_free(a);
+}
+
+static void test_header_presence_tokens(void **state)
+{
+    struct arena *a = arena_new(0);
+    struct message *m = msg_new(a);
+    struct features f;
+    struct recorder r = {0};
+    (void)state;
+    msg_add_header(m, "Received", "from a");
+    msg_add_header(m, "Received", "from b");
+    msg_add_header(m, "X-Mailer", "Microsoft Outlook 16.0");
+    msg_add_header(m, "MIME-Version", "1.0");
+    msg_add_header(m, "user-AGENT", "Mozilla Thunderbird");
+    extract_recorded(a, m, &f, &r);
+    assert_string_equal(r.dump.data, "META from_domain:none\n"
+                                     "META hdr:received\n"
+                                     "META hdr:received\n"
+                                     "META hdr:x-mailer\n"
+                                     "META hdr:mime-version\n"
+                                     "META hdr:user-agent\n"
+                                     "META x-mailer:microsoft\n"
+                                     "META x-mailer:outlook\n"
+                                     "META x-mailer:num:2\n"
+                                     "META x-mailer:num:1\n"
+                                     "META user-agent:mozilla\n"
+                                     "META user-agent:thunderbird\n");
+    rec_free(&r);
+    arena_free(a);
+}
+
+static void test_mime_and_attachment_tokens(void **state)
+{
+    struct arena *a = arena_new(0);
+    struct message *m = msg_new(a);
+    struct features f;
+    struct recorder r = {0};
+    struct msg_part *p;
+    (void)state;
+    p = msg_add_part(m, "multipart/mixed", NULL);
+    p->is_multipart = true;
+    p = msg_add_part(m, "text/plain", "ISO-8859-1");
+    p->flags = PART_F_BAD_QP | PART_F_8BIT_IN_7BIT;
+    p = msg_add_part(m, "application/octet-stream", NULL);
+    p->is_attachment = true;
+    p->disposition = "attachment";
+    p->filename = "Invoice.PDF.exe";
+    p->sniffed_type = "application/x-msdownload";
+    p = msg_add_part(m, "application/zip", NULL);
+    p->is_attachment = true;
+    p->sniffed_type = "application/zip";
+    extract_recorded(a, m, &f, &r);
+    assert_string_equal(r.dump.data, "META from_domain:none\n"
+                                     "META mime:multipart/mixed\n"
+                                     "META mime:text/plain\n"
+                                     "META charset:iso-8859-1\n"
+                                     "META part_flag:bad_qp\n"
+                                     "META part_flag:8bit_in_7bit\n"
+                                     "META mime:application/octet-stream\n"
+                                     "META attach:application/octet-stream\n"
+                                     "META attach_sniffed:application/x-msdownload\n"
+                                     "META attach_ext:exe\n"
+                                     "META mime:application/zip\n"
+                                     "META attach:application/zip\n"
+                                     "META attach_ext:none\n");
+    rec_free(&r);
+    arena_free(a);
+}
+
+/* The attach_ext: token of one attachment named filename. */
+static void check_attach_ext(const char *filename, const char *want)
+{
+    struct arena *a = arena_new(0);
+    struct message *m = msg_new(a);
+    struct features f;
+    struct recorder r = {0};
+    struct msg_part *p = msg_add_part(m, "application/octet-stream", NULL);
+
+    p->is_attachment = true;
+    p->filename = filename;
+    extract_recorded(a, m, &f, &r);
+    assert_true(r.n >= 1);
+    assert_string_equal(r.e[r.n - 1].token, want);
+    rec_free(&r);
+    arena_free(a);
+}
+
+static void test_attachment_extension_rules(void **state)
+{
+    (void)state;
+    check_attach_ext("report.pdf.exe. . ", "attach_ext:exe"); /* Windows drops trailing dots */
+    check_attach_ext("\xEF\xBC\xB2\xEF\xBD\x85\xEF\xBD\x81\xEF\xBD\x84.\xEF\xBC\xA5\xEF\xBC\xB8"
+                     "\xEF\xBC\xA5",
+                     "attach_ext:exe"); /* Ｒｅａｄ.ＥＸＥ */
+    check_attach_ext("archive.tar.GZ", "attach_ext:gz");
+    check_attach_ext("README", "attach_ext:none");
+    check_attach_ext("trailing.", "attach_ext:none");
+    check_attach_ext("notes.this is not one", "attach_ext:odd");
+    check_attach_ext("x.verylongextension", "attach_ext:odd");
+    check_attach_ext("x.\xD0\xB5x\xD0\xB5", "attach_ext:odd"); /* Cyrillic е look-alike */
+}
+
+static void test_url_domains_and_flags_become_meta(void **state)
+{
+    struct arena *a = arena_new(0);
+    struct message *m = msg_new(a);
+    struct features f;
+    struct recorder r = {0};
+    (void)state;
+    msg_add_url(m, "http://paypal.com@1.2.3.4/", "1.2.3.4", "1.2.3.4",
+                URL_F_IP_LITERAL | URL_F_USERINFO);
+    msg_add_url(m, "mailto:x@example.com", "", "", 0); /* no domain: nothing */
+    msg_add_url(m, "www.Example.com", "www.example.com", "Example.com", URL_F_NO_SCHEME);
+    extract_recorded(a, m, &f, &r);
+    assert_string_equal(r.dump.data, "META from_domain:none\n"
+                                     "META url_domain:1.2.3.4\n"
+                                     "META url_flag:ip_literal\n"
+                                     "META url_flag:userinfo\n"
+                                     "META url_domain:example.com\n"
+                                     "META url_flag:no_scheme\n");
+    rec_free(&r);
+    arena_free(a);
+}
+
+static void test_url_in_text_becomes_domain_token(void **state)
+{
+    struct arena *a = arena_new(0);
+    struct message *m = msg_new(a);
+    struct features f;
+    struct recorder r = {0};
+    (void)state;
+    msg_add_url(m, "https://mail.example.co.uk/a", "mail.example.co.uk", "example.co.uk", 0);
+    /* An obfuscated numeric host: the parser rewrote it, the raw text still has it. */
+    msg_add_url(m, "http://3232235777/x", "192.168.1.1", "192.168.1.1", URL_F_NUMERIC_HOST);
+    msg_add_text(m,
+                 "Go to HTTPS://Mail.Example.co.uk/login?user=me or http://3232235777/x or "
+                 "http://unknown.example.org/ now",
+                 false, NULL);
+    extract_recorded(a, m, &f, &r);
+    assert_true(rec_find(&r, FEAT_WORD, "url:example.co.uk") >= 0);
+    assert_true(rec_find(&r, FEAT_WORD, "url:192.168.1.1") >= 0);
+    assert_true(rec_find(&r, FEAT_WORD, "url:unknown.example.org") >= 0);
+    /* None of the URL's parts leak out as words. */
+    assert_int_equal(rec_find(&r, FEAT_WORD, "login"), -1);
+    assert_int_equal(rec_find(&r, FEAT_WORD, "mail"), -1);
+    assert_int_equal(rec_find(&r, FEAT_WORD, "user"), -1);
+    assert_int_equal(rec_find(&r, FEAT_WORD, "https"), -1);
+    assert_true(rec_find(&r, FEAT_OSB, "to url:example.co.uk") >= 0);
+    rec_free(&r);
+    arena_free(a);
+}
+
+static void test_email_in_text_becomes_domain_token(void **state)
+{
+    struct arena *a = arena_new(0);
+    struct message *m = msg_new(a);
+    struct features f;
+    struct recorder r = {0};
+    (void)state;
+    msg_add_text(m, "reply to winner.claims@Lottery.Example now", false, NULL);
+    extract_recorded(a, m, &f, &r);
+    assert_true(rec_find(&r, FEAT_WORD, "email:lottery.example") >= 0);
+    assert_int_equal(rec_find(&r, FEAT_WORD, "winner"), -1);
+    assert_int_equal(rec_count(&r, FEAT_WORD, NULL), 4);
+    rec_free(&r);
+    arena_free(a);
+}
+
+static void test_hidden_text_is_meta_not_words(void **state)
+{
+    struct arena *a = arena_new(0);
+    struct message *m = msg_new(a);
+    struct features f;
+    struct recorder r = {0};
+    struct msg_text *t;
+    (void)state;
+    t = msg_add_text(m, "Buy now", true, "meeting agenda quarterly");
+    t->html_flags = HTML_F_SCRIPT | HTML_F_BROKEN;
+    extract_recorded(a, m, &f, &r);
+    assert_true(rec_find(&r, FEAT_META, "hidden:meeting") >= 0);
+    assert_true(rec_find(&r, FEAT_META, "hidden:quarterly") >= 0);
+    assert_true(rec_find(&r, FEAT_META, "html_flag:script") >= 0);
+    assert_true(rec_find(&r, FEAT_META, "html_flag:broken") >= 0);
+    assert_int_equal(rec_find(&r, FEAT_META, "html_flag:form"), -1);
+    assert_int_equal(rec_find(&r, FEAT_WORD, "meeting"), -1);
+    assert_int_equal(rec_count(&r, FEAT_WORD, NULL), 2);
+    assert_int_equal(f.n_words, 2);
+    rec_free(&r);
+    arena_free(a);
+}
+
+static void test_message_flags_become_meta(void **state)
+{
+    struct arena *a = arena_new(0);
+    struct message *m = msg_new(a);
+    struct features f;
+    struct recorder r = {0};
+    (void)state;
+    /* 0x8000 is no MSG_F_* of version 1: it must not enter the stream. */
+    m->flags = MSG_F_HTML_ONLY | MSG_F_NO_HEADERS | MSG_F_8BIT_HEADERS | 0x8000u;
+    extract_recorded(a, m, &f, &r);
+    assert_string_equal(r.dump.data, "META flag:no_headers\n"
+                                     "META flag:html_only\n"
+                                     "META flag:8bit_headers\n"
+                                     "META from_domain:none\n");
+    rec_free(&r);
+    arena_free(a);
+}
+
+static void test_empty_message_with_no_texts(void **state)
+{
+    struct arena *a = arena_new(0);
+    struct message *m = arena_calloc(a, 1, sizeof *m); /* every pointer NULL, every count 0 */
+    struct features f;
+    struct recorder r = {0};
+    (void)state;
+    m->arena = a;
+    extract_recorded(a, m, &f, &r);
+    assert_int_equal(f.n, 1);
+    assert_int_equal(f.n_words, 0);
+    assert_int_equal(f.kind[0], FEAT_META);
+    assert_string_equal(r.dump.data, "META from_domain:none\n");
+    rec_free(&r);
+    arena_free(a);
+}
+
+static void test_odd_text_does_not_break_the_stream(void **state)
+{
+    const size_t big = 1024 * 1024;
+    struct arena *a = arena_new(0);
+    struct message *m = msg_new(a);
+    struct features f;
+    struct recorder r = {0};
+    char *word = arena_alloc(a, big + 1);
+    (void)state;
+    memset(word, 'Q', big);
+    word[big] = '\0';
+    msg_add_text(m,
+                 "Cafe\xCC\x81 \xD7\xA9\xD7\x9C\xD7\x95\xD7\x9D \xF0\x9F\x98\x80\xF0\x9F\x94\xA5 "
+                 "\xE6\x97\xA5\xE6\x9C\xAC \xE2\x80\x8F\xE2\x80\x8F \xCC\x81",
+                 false, NULL);
+    msg_add_text(m, word, false, NULL);
+    msg_add_text(m, "", false, "");
+    extract_recorded(a, m, &f, &r);
+    assert_string_equal(r.dump.data, "META from_domain:none\n"
+                                     "META mime:text/plain\n"
+                                     "META charset:utf-8\n"
+                                     "META mime:text/plain\n"
+                                     "META charset:utf-8\n"
+                                     "META mime:text/plain\n"
+                                     "META charset:utf-8\n"
+                                     "WORD caf\xC3\xA9\n"
+                                     "WORD \xD7\xA9\xD7\x9C\xD7\x95\xD7\x9D\n"
+                                     "OSB caf\xC3\xA9 \xD7\xA9\xD7\x9C\xD7\x95\xD7\x9D d=1\n"
+                                     "WORD \xE6\x97\xA5\n"
+                                     "OSB \xD7\xA9\xD7\x9C\xD7\x95\xD7\x9D \xE6\x97\xA5 d=1\n"
+                                     "OSB caf\xC3\xA9 \xE6\x97\xA5 d=2\n"
+                                     "WORD \xE6\x9C\xAC\n"
+                                     "OSB \xE6\x97\xA5 \xE6\x9C\xAC d=1\n"
+                                     "OSB \xD7\xA9\xD7\x9C\xD7\x95\xD7\x9D \xE6\x9C\xAC d=2\n"
+                                     "OSB caf\xC3\xA9 \xE6\x9C\xAC d=3\n"
+                                     "WORD longword:qqq:big\n");
+    rec_free(&r);
+    arena_free(a);
+}
+
+static void test_output_grows_beyond_the_estimate(void **state)
+{
+    const size_t n_chars = 3000;
+    struct arena *a = arena_new(0);
+    struct message *m = msg_new(a);
+    struct features f;
+    struct recorder r = {0};
+    struct buf text = {0};
+    size_t i;
+    (void)state;
+    /* Han text: 3 bytes per token, more features than one per 5 bytes predicts. */
+    for (i = 0; i < n_chars; i++) utf8_append_codepoint(&text, (uint32_t)(0x4E00 + i));
+    msg_add_text(m, text.data, false, NULL);
+    extract_recorded(a, m, &f, &r); /* also checks every hash survived the growth */
+    assert_int_equal(count_kind(&f, FEAT_WORD), n_chars);
+    assert_int_equal(count_kind(&f, FEAT_OSB), 4 * n_chars - 10);
+    rec_free(&r);
+    buf_free(&text);
+    arena_free(a);
+}
+
+/* ---- the stream as a whole ---- */
+
+/* The example of docs/features.md, section 6. */
+static struct message *doc_example(struct arena *a)
+{
+    struct message *m = msg_new(a);
+
+    m->subject = "Win a FREE iPhone 15!!";
+    m->from_domain = "prize.example.com";
+    msg_add_header(m, "From", "Prize <win@prize.example.com>");
+    msg_add_header(m, "Subject", m->subject);
+    msg_add_text(m, "Claim at https://www.prize.example.com/x?id=9", false, NULL);
+    msg_add_url(m, "https://www.prize.example.com/x?id=9", "www.prize.example.com",
+                "example.com", 0);
+    return m;
+}
+
+static void test_documented_example_is_exact(void **state)
+{
+    struct arena *a = arena_new(0);
+    struct features f;
+    struct recorder r = {0};
+    (void)state;
+    extract_recorded(a, doc_example(a), &f, &r);
+    assert_string_equal(r.dump.data, "META from_domain:prize.example.com\n"
+                                     "META hdr:from\n"
+                                     "META hdr:subject\n"
+                                     "META subj:win\n"
+                                     "META subj:free\n"
+                                     "META subj:iphone\n"
+                                     "META subj:num:2\n"
+                                     "META mime:text/plain\n"
+                                     "META charset:utf-8\n"
+                                     "META url_domain:example.com\n"
+                                     "WORD win\n"
+                                     "WORD free\n"
+                                     "OSB win free d=1\n"
+                                     "WORD iphone\n"
+                                     "OSB free iphone d=1\n"
+                                     "OSB win iphone d=2\n"
+                                     "WORD num:2\n"
+                                     "OSB iphone num:2 d=1\n"
+                                     "OSB free num:2 d=2\n"
+                                     "OSB win num:2 d=3\n"
+                                     "WORD claim\n"
+                                     "WORD at\n"
+                                     "OSB claim at d=1\n"
+                                     "WORD url:example.com\n"
+                                     "OSB at url:example.com d=1\n"
+                                     "OSB claim url:example.com d=2\n");
+    assert_int_equal(f.n_words, 7);
+    rec_free(&r);
+    arena_free(a);
+}
+
+/* A message exercising every section, for determinism and the pinned digest. */
+static struct message *rich_message(struct arena *a)
+{
+    struct message *m = doc_example(a);
+    struct msg_part *p;
+    struct msg_text *t;
+
+    m->flags = MSG_F_HTML_ONLY | MSG_F_BAD_HEADERS;
+    m->env_from_domain = "bounces.example.net";
+    m->reply_to_addr = "claims@freemail.example";
+    msg_add_header(m, "X-Mailer", "PHPMailer 6.1.4");
+    t = msg_add_text(m,
+                     "Dear \xC3\xA9l\xC3\xA8ve, \xE6\x97\xA5\xE6\x9C\xAC \xD7\xA9\xD7\x9C\xD7\x95"
+                     "\xD7\x9D write winner@claims.example.org 1,000,000 USD",
+                     true, "invisible ham words");
+    t->html_flags = HTML_F_FORM;
+    p = msg_add_part(m, "application/zip", NULL);
+    p->is_attachment = true;
+    p->filename = "prize.zip";
+    msg_add_url(m, "http://3232235777/", "192.168.1.1", "192.168.1.1",
+                URL_F_NUMERIC_HOST | URL_F_IP_LITERAL);
+    return m;
+}
+
+static uint64_t stream_digest(const struct features *f)
+{
+    XXH3_state_t *st = XXH3_createState();
+    uint64_t d;
+    size_t i;
+
+    XXH3_64bits_reset(st);
+    for (i = 0; i < f->n; i++) {
+        unsigned char b[9];
+        int k;
+        for (k = 0; k < 8; k++) b[k] = (unsigned char)(f->hash[i] >> (8 * k));
+        b[8] = f->kind[i];
+        XXH3_64bits_update(st, b, sizeof b);
+    }
+    d = XXH3_64bits_digest(st);
+    XXH3_freeState(st);
+    return d;
+}
+
+static void test_stream_is_deterministic(void **state)
+{
+    struct arena *a1 = arena_new(0), *a2 = arena_new(4096);
+    struct features f1, f2, f3;
+    struct recorder r = {0};
+    (void)state;
+    /* Different arenas, with and without debug: the same stream every time. */
+    features_extract(a1, rich_message(a1), &f1, NULL, NULL);
+    features_extract(a2, rich_message(a2), &f2, rec_fn, &r);
+    features_extract(a2, rich_message(a2), &f3, NULL, NULL);
+    assert_int_equal(f1.n, f2.n);
+    assert_int_equal(f1.n, f3.n);
+    assert_int_equal(f1.n_words, f2.n_words);
+    assert_memory_equal(f1.hash, f2.hash, f1.n * sizeof *f1.hash);
+    assert_memory_equal(f1.kind, f2.kind, f1.n * sizeof *f1.kind);
+    assert_memory_equal(f1.hash, f3.hash, f1.n * sizeof *f1.hash);
+    rec_free(&r);
+    arena_free(a1);
+    arena_free(a2);
+}
+
+static void test_stream_v1_digest_is_pinned(void **state)
+{
+    struct arena *a = arena_new(0);
+    struct features f;
+    uint64_t digest;
+    (void)state;
+    features_extract(a, rich_message(a), &f, NULL, NULL);
+    digest = stream_digest(&f);
+    arena_free(a);
+    /*
+     * If this fails, the stream changed: stored Bayes tokens and neural models
+     * no longer match. Bump FEATURE_STREAM_VERSION, update docs/features.md,
+     * then update the version and digest here together.
+     */
+    assert_int_equal(FEATURE_STREAM_VERSION, 1);
+    if (digest != UINT64_C(0x50c35bbf8fae2134))
+        fail_msg("stream v1 digest changed: 0x%016llx", (unsigned long long)digest);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hash_token_is_xxh3_of_the_bytes),
+        cmocka_unit_test(test_hash_pair_is_order_sensitive),
+        cmocka_unit_test(test_hash_pair_layout_is_pinned),
+        cmocka_unit_test(test_osb_pairs_window_of_five),
+        cmocka_unit_test(test_osb_window_restarts_per_text),
+        cmocka_unit_test(test_words_capped),
+        cmocka_unit_test(test_cap_spans_subject_and_texts),
+        cmocka_unit_test(test_subject_words_are_marked),
+        cmocka_unit_test(test_sender_domains_become_meta),
+        cmocka_unit_test(test_header_presence_tokens),
+        cmocka_unit_test(test_mime_and_attachment_tokens),
+        cmocka_unit_test(test_attachment_extension_rules),
+        cmocka_unit_test(test_url_domains_and_flags_become_meta),
+        cmocka_unit_test(test_url_in_text_becomes_domain_token),
+        cmocka_unit_test(test_email_in_text_becomes_domain_token),
+        cmocka_unit_test(test_hidden_text_is_meta_not_words),
+        cmocka_unit_test(test_message_flags_become_meta),
+        cmocka_unit_test(test_empty_message_with_no_texts),
+        cmocka_unit_test(test_odd_text_does_not_break_the_stream),
+        cmocka_unit_test(test_output_grows_beyond_the_estimate),
+        cmocka_unit_test(test_documented_example_is_exact),
+        cmocka_unit_test(test_stream_is_deterministic),
+        cmocka_unit_test(test_stream_v1_digest_is_pinned),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
