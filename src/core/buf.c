@@ -21,6 +21,7 @@ void buf_reserve(struct buf *b, size_t extra_bytes)
     while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     b->data = xrealloc(b->data, cap);
     b->cap = cap;
+    b->data[b->len] = '\0'; /* a reserved empty buffer is still a valid string */
 }
 
 void buf_append(struct buf *b, const void *data, size_t len)

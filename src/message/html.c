@@ -3,15 +3,18 @@
  *
  * libxml2's HTML parser runs in SAX mode with our own handler; no tree is
  * built. The parser keeps its own stack of open elements and, in recovery
- * mode, closes elements itself (implied ends, unclosed tags at the end), so
- * every startElement it reports is matched by exactly one endElement. We
- * mirror that stack with a style frame per open element up to HTML_MAX_DEPTH;
- * deeper elements share the deepest frame (HTML_F_DEEP). Everything else that
- * depends on nesting (inside script/style, inside an anchor, hidden beyond the
- * frame limit) is a "started at depth d" marker, so it works at any depth
- * without a frame. An end tag whose name does not match the top frame pops
- * back to the nearest frame of that name, or is ignored, so the mirror can
- * never underflow or drift below the root.
+ * mode, closes elements itself (implied ends, unclosed tags at the end) and
+ * reports those ends too. We mirror that stack with a style frame per open
+ * element up to HTML_MAX_DEPTH; deeper elements share the deepest frame
+ * (HTML_F_DEEP). Everything else that depends on nesting (inside
+ * script/style, inside an anchor, hidden beyond the frame limit) is a
+ * "started at depth d" marker, so it works at any depth without a frame.
+ * libxml2's SAX stream is not quite balanced: a start tag whose '>' never
+ * comes is popped from its stack without an endElement. So each event is
+ * checked against the parser's own stack depth (nameNr), and an end whose
+ * name does not match the top frame pops back to the nearest frame of that
+ * name or is ignored: the mirror never drifts, underflows, or pops below the
+ * root.
  *
  * Behaviour decisions:
  * - No text from script, style, title (the Subject carries it), template, or
@@ -189,15 +192,32 @@ struct html_named_color {
 };
 
 static const struct html_named_color html_named_colors[] = {
-    {"aqua", 0x00FFFF},      {"black", 0x000000},    {"blue", 0x0000FF},
-    {"cyan", 0x00FFFF},      {"darkgray", 0xA9A9A9}, {"darkgrey", 0xA9A9A9},
-    {"fuchsia", 0xFF00FF},   {"gray", 0x808080},     {"green", 0x008000},
-    {"grey", 0x808080},      {"lightgray", 0xD3D3D3}, {"lightgrey", 0xD3D3D3},
-    {"lime", 0x00FF00},      {"magenta", 0xFF00FF},  {"maroon", 0x800000},
-    {"navy", 0x000080},      {"olive", 0x808000},    {"orange", 0xFFA500},
-    {"purple", 0x800080},    {"red", 0xFF0000},      {"silver", 0xC0C0C0},
-    {"teal", 0x008080},      {"transparent", HTML_COLOR_TRANSPARENT},
-    {"white", 0xFFFFFF},     {"whitesmoke", 0xF5F5F5}, {"yellow", 0xFFFF00},
+    {"aqua", 0x00FFFF},
+    {"black", 0x000000},
+    {"blue", 0x0000FF},
+    {"cyan", 0x00FFFF},
+    {"darkgray", 0xA9A9A9},
+    {"darkgrey", 0xA9A9A9},
+    {"fuchsia", 0xFF00FF},
+    {"gray", 0x808080},
+    {"green", 0x008000},
+    {"grey", 0x808080},
+    {"lightgray", 0xD3D3D3},
+    {"lightgrey", 0xD3D3D3},
+    {"lime", 0x00FF00},
+    {"magenta", 0xFF00FF},
+    {"maroon", 0x800000},
+    {"navy", 0x000080},
+    {"olive", 0x808000},
+    {"orange", 0xFFA500},
+    {"purple", 0x800080},
+    {"red", 0xFF0000},
+    {"silver", 0xC0C0C0},
+    {"teal", 0x008080},
+    {"transparent", HTML_COLOR_TRANSPARENT},
+    {"white", 0xFFFFFF},
+    {"whitesmoke", 0xF5F5F5},
+    {"yellow", 0xFFFF00},
 };
 
 enum html_sep { HTML_SEP_NONE, HTML_SEP_SPACE, HTML_SEP_NEWLINE };
@@ -232,11 +252,11 @@ struct html_state {
     struct html_out text;
     struct html_out hidden;
     struct html_out anchor;
-    size_t depth;          /* elements open, as reported by SAX */
-    size_t skip_at;        /* depth of the outermost open script/style/title, 0: none */
-    size_t deep_hidden_at; /* beyond HTML_MAX_DEPTH: depth where hiding began, 0: none */
-    size_t anchor_at;      /* depth of the anchor collecting text, 0: none */
-    size_t anchor_link;    /* its index in links */
+    size_t depth;            /* elements open, as reported by SAX */
+    size_t skip_at;          /* depth of the outermost open script/style/title, 0: none */
+    size_t deep_hidden_at;   /* beyond HTML_MAX_DEPTH: depth where hiding began, 0: none */
+    size_t anchor_at;        /* depth of the anchor collecting text, 0: none */
+    size_t anchor_link;      /* its index in links */
     struct html_link *links; /* malloc'd; adopted by the arena at the end */
     size_t n_links;
     size_t cap_links;
@@ -280,8 +300,10 @@ static bool html_ci_prefix(const char *s, size_t n, const char *lit)
 
 static void html_trim(const char **s, size_t *n)
 {
-    while (*n > 0 && html_is_css_space(**s)) (*s)++, (*n)--;
-    while (*n > 0 && html_is_css_space((*s)[*n - 1])) (*n)--;
+    while (*n > 0 && html_is_css_space(**s))
+        (*s)++, (*n)--;
+    while (*n > 0 && html_is_css_space((*s)[*n - 1]))
+        (*n)--;
 }
 
 static int html_hex_digit(char c)
@@ -299,7 +321,7 @@ static int html_hex_digit(char c)
  */
 static size_t html_parse_number(const char *s, size_t n, double *out)
 {
-    size_t i = 0, frac_digits = 0;
+    size_t i = 0;
     double v = 0, scale = 1;
     bool neg = false, digits = false;
 
@@ -309,6 +331,7 @@ static size_t html_parse_number(const char *s, size_t n, double *out)
         if (v < 1e12) v = v * 10 + (s[i] - '0');
     }
     if (i < n && s[i] == '.') {
+        size_t frac_digits = 0;
         for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
             digits = true;
             if (frac_digits++ < 12) {
@@ -333,7 +356,8 @@ static bool html_next_token(const char **s, const char *end, const char **tok, s
     int paren = 0;
     char quote = 0;
 
-    while (p < end && (html_is_css_space(*p) || *p == ',')) p++;
+    while (p < end && (html_is_css_space(*p) || *p == ','))
+        p++;
     if (p == end) return false;
     *tok = p;
     for (; p < end; p++) {
@@ -360,7 +384,6 @@ static uint32_t html_parse_hex_color(const char *s, size_t n)
 {
     uint32_t v = 0;
     size_t i;
-    int d;
 
     for (i = 0; i < n; i++)
         if (html_hex_digit(s[i]) < 0) return HTML_COLOR_NONE;
@@ -368,16 +391,15 @@ static uint32_t html_parse_hex_color(const char *s, size_t n)
     case 3:
     case 4: /* #rgb, #rgba: each digit doubled */
         if (n == 4 && html_hex_digit(s[3]) == 0) return HTML_COLOR_TRANSPARENT;
-        for (i = 0; i < 3; i++) {
-            d = html_hex_digit(s[i]);
-            v = (v << 8) | (uint32_t)(d * 17);
-        }
+        for (i = 0; i < 3; i++)
+            v = (v << 8) | (uint32_t)(html_hex_digit(s[i]) * 17);
         return v;
     case 6:
     case 8: /* #rrggbb, #rrggbbaa */
         if (n == 8 && html_hex_digit(s[6]) == 0 && html_hex_digit(s[7]) == 0)
             return HTML_COLOR_TRANSPARENT;
-        for (i = 0; i < 6; i++) v = (v << 4) | (uint32_t)html_hex_digit(s[i]);
+        for (i = 0; i < 6; i++)
+            v = (v << 4) | (uint32_t)html_hex_digit(s[i]);
         return v;
     default:
         return HTML_COLOR_NONE;
@@ -389,13 +411,15 @@ static uint32_t html_parse_rgb(const char *s, size_t n)
 {
     const char *p = memchr(s, '(', n), *end = s + n;
     double comp[4];
-    size_t k = 0, used;
+    size_t k = 0;
     uint32_t v = 0;
 
     if (p == NULL) return HTML_COLOR_NONE;
     p++;
     while (p < end && *p != ')' && k < 4) {
-        while (p < end && (html_is_css_space(*p) || *p == ',' || *p == '/')) p++;
+        size_t used;
+        while (p < end && (html_is_css_space(*p) || *p == ',' || *p == '/'))
+            p++;
         used = html_parse_number(p, (size_t)(end - p), &comp[k]);
         if (used == 0) return HTML_COLOR_NONE;
         p += used;
@@ -404,7 +428,8 @@ static uint32_t html_parse_rgb(const char *s, size_t n)
             p++;
         }
         k++;
-        while (p < end && html_is_css_space(*p)) p++;
+        while (p < end && html_is_css_space(*p))
+            p++;
     }
     if (k < 3) return HTML_COLOR_NONE;
     if (k == 4 && comp[3] <= 0) return HTML_COLOR_TRANSPARENT;
@@ -423,7 +448,6 @@ static uint32_t html_parse_rgb(const char *s, size_t n)
 static uint32_t html_parse_color(const char *s, size_t n)
 {
     size_t i;
-    uint32_t v;
 
     html_trim(&s, &n);
     if (n == 0) return HTML_COLOR_NONE;
@@ -431,10 +455,8 @@ static uint32_t html_parse_color(const char *s, size_t n)
     if (html_ci_prefix(s, n, "rgb")) return html_parse_rgb(s, n);
     for (i = 0; i < sizeof html_named_colors / sizeof html_named_colors[0]; i++)
         if (html_ci_eq(s, n, html_named_colors[i].name)) return html_named_colors[i].rgb;
-    if (n == 3 || n == 6) {
-        v = html_parse_hex_color(s, n);
-        if (v != HTML_COLOR_NONE) return v;
-    }
+    /* Hex digits without '#' (HTML attributes, quirks-mode CSS); NONE if not hex. */
+    if (n == 3 || n == 6) return html_parse_hex_color(s, n);
     return HTML_COLOR_NONE;
 }
 
@@ -445,7 +467,7 @@ static double html_parse_font_size(const char *s, size_t n, double parent_px)
         const char *name;
         double px;
     } keywords[] = {
-        {"xx-small", 9}, {"x-small", 10}, {"small", 13},     {"medium", 16},
+        {"xx-small", 9}, {"x-small", 10}, {"small", 13},    {"medium", 16},
         {"large", 18},   {"x-large", 24}, {"xx-large", 32}, {"xxx-large", 48},
     };
     double v, px;
@@ -462,20 +484,32 @@ static double html_parse_font_size(const char *s, size_t n, double parent_px)
     if (used == 0 || v < 0) return -1;
     unit = s + used;
     unit_len = n - used;
-    if (unit_len == 0 || html_ci_eq(unit, unit_len, "px")) px = v; /* unitless: quirks mode */
-    else if (html_ci_eq(unit, unit_len, "pt")) px = v * 4.0 / 3.0;
-    else if (html_ci_eq(unit, unit_len, "pc")) px = v * 16.0;
-    else if (html_ci_eq(unit, unit_len, "in")) px = v * 96.0;
-    else if (html_ci_eq(unit, unit_len, "cm")) px = v * 96.0 / 2.54;
-    else if (html_ci_eq(unit, unit_len, "mm")) px = v * 96.0 / 25.4;
-    else if (html_ci_eq(unit, unit_len, "q")) px = v * 96.0 / 101.6;
-    else if (html_ci_eq(unit, unit_len, "em")) px = v * parent_px;
-    else if (html_ci_eq(unit, unit_len, "rem")) px = v * HTML_DEFAULT_FONT_PX;
+    if (unit_len == 0 || html_ci_eq(unit, unit_len, "px"))
+        px = v; /* unitless: quirks mode */
+    else if (html_ci_eq(unit, unit_len, "pt"))
+        px = v * 4.0 / 3.0;
+    else if (html_ci_eq(unit, unit_len, "pc"))
+        px = v * 16.0;
+    else if (html_ci_eq(unit, unit_len, "in"))
+        px = v * 96.0;
+    else if (html_ci_eq(unit, unit_len, "cm"))
+        px = v * 96.0 / 2.54;
+    else if (html_ci_eq(unit, unit_len, "mm"))
+        px = v * 96.0 / 25.4;
+    else if (html_ci_eq(unit, unit_len, "q"))
+        px = v * 96.0 / 101.6;
+    else if (html_ci_eq(unit, unit_len, "em"))
+        px = v * parent_px;
+    else if (html_ci_eq(unit, unit_len, "rem"))
+        px = v * HTML_DEFAULT_FONT_PX;
     else if (html_ci_eq(unit, unit_len, "ex") || html_ci_eq(unit, unit_len, "ch"))
         px = v * parent_px / 2.0;
-    else if (html_ci_eq(unit, unit_len, "%")) px = v * parent_px / 100.0;
-    else if (v == 0) px = 0; /* 0vw, 0vh, ...: zero whatever the viewport */
-    else return -1;
+    else if (html_ci_eq(unit, unit_len, "%"))
+        px = v * parent_px / 100.0;
+    else if (v == 0)
+        px = 0; /* 0vw, 0vh, ...: zero whatever the viewport */
+    else
+        return -1;
     return px > HTML_MAX_FONT_PX ? HTML_MAX_FONT_PX : px;
 }
 
@@ -511,8 +545,10 @@ static double html_parse_font_attr(const char *s)
     html_trim(&s, &n);
     used = html_parse_number(s, n, &v);
     if (used == 0) return -1;
-    if (s[0] == '+' || s[0] == '-') v += 3;
-    else if (v == 0) return 0;
+    if (s[0] == '+' || s[0] == '-')
+        v += 3;
+    else if (v == 0)
+        return 0;
     size = v < 1 ? 1 : v > 7 ? 7 : (int)v;
     return px_by_size[size];
 }
@@ -551,10 +587,9 @@ static void html_apply_declaration(struct html_frame *f, double parent_px, const
                                    size_t name_len, const char *v, size_t n)
 {
     double px, num;
-    uint32_t c;
 
     if (html_ci_eq(name, name_len, "color")) {
-        c = html_parse_color(v, n);
+        uint32_t c = html_parse_color(v, n);
         if (c != HTML_COLOR_NONE) f->color = c;
     } else if (html_ci_eq(name, name_len, "background-color")) {
         html_set_bg(f, html_parse_color(v, n));
@@ -571,8 +606,10 @@ static void html_apply_declaration(struct html_frame *f, double parent_px, const
     } else if (html_ci_eq(name, name_len, "display")) {
         if (html_ci_eq(v, n, "none")) f->invisible = true;
     } else if (html_ci_eq(name, name_len, "visibility")) {
-        if (html_ci_eq(v, n, "hidden") || html_ci_eq(v, n, "collapse")) f->vis_hidden = true;
-        else if (html_ci_eq(v, n, "visible")) f->vis_hidden = false;
+        if (html_ci_eq(v, n, "hidden") || html_ci_eq(v, n, "collapse"))
+            f->vis_hidden = true;
+        else if (html_ci_eq(v, n, "visible"))
+            f->vis_hidden = false;
     } else if (html_ci_eq(name, name_len, "opacity")) {
         size_t used = html_parse_number(v, n, &num);
         if (used > 0) {
@@ -593,10 +630,12 @@ static void html_apply_style(struct html_frame *f, double parent_px, const char 
         int paren = 0;
         char quote = 0;
 
-        while (*p == ';' || html_is_css_space(*p)) p++;
+        while (*p == ';' || html_is_css_space(*p))
+            p++;
         if (*p == '\0') break;
         name = p;
-        while (*p && *p != ':' && *p != ';') p++;
+        while (*p && *p != ':' && *p != ';')
+            p++;
         if (*p != ':') continue;
         name_len = (size_t)(p - name);
         value = ++p;
@@ -661,15 +700,19 @@ static void html_collect_attrs(const struct html_elem *e, const xmlChar **atts,
             if (strcmp(k, "alt") == 0) out->alt = v;
             break;
         case 'b':
-            if (strcmp(k, "bgcolor") == 0) out->bgcolor = v;
-            else if (strcmp(k, "background") == 0) out->background = v;
+            if (strcmp(k, "bgcolor") == 0)
+                out->bgcolor = v;
+            else if (strcmp(k, "background") == 0)
+                out->background = v;
             break;
         case 'c':
             if (strcmp(k, "color") == 0) out->color = v;
             break;
         case 's':
-            if (strcmp(k, "style") == 0) out->style = v;
-            else if (strcmp(k, "size") == 0) out->size = v;
+            if (strcmp(k, "style") == 0)
+                out->style = v;
+            else if (strcmp(k, "size") == 0)
+                out->size = v;
             break;
         case 't':
             if (strcmp(k, "text") == 0) out->text = v;
@@ -687,7 +730,7 @@ static void html_collect_attrs(const struct html_elem *e, const xmlChar **atts,
  */
 static void html_apply_attrs(struct html_frame *f, unsigned kind, const struct html_attrs *at)
 {
-    double parent_px = f->font_px, px;
+    double parent_px = f->font_px;
     uint32_t c;
 
     if (at->hidden) f->invisible = true;
@@ -698,7 +741,7 @@ static void html_apply_attrs(struct html_frame *f, unsigned kind, const struct h
         if (c != HTML_COLOR_NONE) f->color = c;
     }
     if ((kind & HTML_E_FONT) && at->size) {
-        px = html_parse_font_attr(at->size);
+        double px = html_parse_font_attr(at->size);
         if (px >= 0) f->font_px = (float)px;
     }
     if ((kind & HTML_E_BODY) && at->text) {
@@ -740,8 +783,8 @@ static size_t html_space_len(const unsigned char *p, const unsigned char *end)
         return avail >= 2 && (p[1] == 0xA0 || p[1] == 0x85) ? 2 : 0;
     case 0xE2: /* U+2000..U+200A, U+2028, U+2029, U+202F, U+205F */
         if (avail < 3) return 0;
-        if (p[1] == 0x80 && ((p[2] >= 0x80 && p[2] <= 0x8A) || p[2] == 0xA8 || p[2] == 0xA9 ||
-                             p[2] == 0xAF))
+        if (p[1] == 0x80 &&
+            ((p[2] >= 0x80 && p[2] <= 0x8A) || p[2] == 0xA8 || p[2] == 0xA9 || p[2] == 0xAF))
             return 3;
         return p[1] == 0x81 && p[2] == 0x9F ? 3 : 0;
     case 0xE3: /* U+3000 ideographic space */
@@ -819,11 +862,13 @@ static void html_buf_trim_tail(struct buf *b)
 
     if (len == 0) return;
     k = len - 1;
-    while (k > 0 && len - k < 4 && ((unsigned char)b->data[k] & 0xC0) == 0x80) k--;
+    while (k > 0 && len - k < 4 && ((unsigned char)b->data[k] & 0xC0) == 0x80)
+        k--;
     if ((unsigned char)b->data[k] >= 0x80 &&
         utf8_seq_len((const unsigned char *)b->data + k, len - k) != len - k)
         len = k;
-    while (len > 0 && (b->data[len - 1] == ' ' || b->data[len - 1] == '\n')) len--;
+    while (len > 0 && (b->data[len - 1] == ' ' || b->data[len - 1] == '\n'))
+        len--;
     b->len = len;
     b->data[len] = '\0';
 }
@@ -883,10 +928,10 @@ static const char *html_out_finish(struct arena *a, struct html_out *o, size_t *
 static size_t html_count_nonspace(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
-    size_t count = 0, sp;
+    size_t count = 0;
 
     while (p < end) {
-        sp = html_may_be_space(*p) ? html_space_len(p, end) : 0;
+        size_t sp = html_may_be_space(*p) ? html_space_len(p, end) : 0;
         if (sp) {
             p += sp;
             continue;
@@ -905,8 +950,10 @@ static long html_link_add(struct html_state *st, const char *tag, const char *va
     struct html_link *l;
     size_t n = strlen(value);
 
-    while (n > 0 && html_is_css_space(*value)) value++, n--;
-    while (n > 0 && html_is_css_space(value[n - 1])) n--;
+    while (n > 0 && html_is_css_space(*value))
+        value++, n--;
+    while (n > 0 && html_is_css_space(value[n - 1]))
+        n--;
     if (n == 0 || st->n_links >= HTML_MAX_LINKS) return -1;
     if (st->n_links == st->cap_links) {
         st->cap_links = st->cap_links ? st->cap_links * 2 : 16;
@@ -966,19 +1013,18 @@ static bool html_name_eq(const xmlChar *a, const xmlChar *b)
     return a == b || (a != NULL && b != NULL && strcmp((const char *)a, (const char *)b) == 0);
 }
 
-static void html_start_links(struct html_state *st, const struct html_elem *e,
-                             const xmlChar *name, const struct html_attrs *at)
+static void html_start_links(struct html_state *st, const struct html_elem *e, const xmlChar *name,
+                             const struct html_attrs *at)
 {
     const char *tag = e ? e->name : NULL;
-    long idx;
 
+    /* Anchors do not nest: a new one ends the text of an open one. */
+    if (e && (e->kind & HTML_E_ANCHOR) && st->anchor_at) html_anchor_finish(st);
     if (at->url) {
-        idx = html_link_add(st, tag, at->url);
+        long idx = html_link_add(st, tag, at->url);
         if (idx >= 0 && (e->kind & (HTML_E_ANCHOR | HTML_E_AREA))) {
             st->links[idx].text = "";
             if (e->kind & HTML_E_ANCHOR) {
-                /* Anchors do not nest; a new one ends the text of an open one. */
-                if (st->anchor_at) html_anchor_finish(st);
                 st->anchor_at = st->depth;
                 st->anchor_link = (size_t)idx;
             }
@@ -990,6 +1036,20 @@ static void html_start_links(struct html_state *st, const struct html_elem *e,
     }
 }
 
+/*
+ * Makes depth d the innermost open element: what was opened deeper is
+ * closed. libxml2 sometimes drops an element from its stack without an
+ * endElement (a start tag whose '>' never comes); its stack depth, nameNr,
+ * is then below ours and this catches up.
+ */
+static void html_close_to(struct html_state *st, size_t d)
+{
+    st->depth = d;
+    if (st->skip_at > d) st->skip_at = 0;
+    if (st->deep_hidden_at > d) st->deep_hidden_at = 0;
+    if (st->anchor_at > d) html_anchor_finish(st);
+}
+
 static void html_sax_start(void *ctx, const xmlChar *name, const xmlChar **atts)
 {
     struct html_state *st = ctx;
@@ -999,6 +1059,9 @@ static void html_sax_start(void *ctx, const xmlChar *name, const xmlChar **atts)
 
     if (st->stopped) return;
     html_collect_attrs(e, atts, &at);
+    /* libxml2 has pushed this element already: its parent is at nameNr - 1. */
+    if (st->ctxt->nameNr > 0 && (size_t)st->ctxt->nameNr <= st->depth)
+        html_close_to(st, (size_t)st->ctxt->nameNr - 1);
     st->depth++;
     if (kind & HTML_E_BLOCK) html_block_break(st);
     if (st->depth <= HTML_MAX_DEPTH) {
@@ -1036,19 +1099,20 @@ static void html_sax_end(void *ctx, const xmlChar *name)
     const struct html_elem *e;
 
     if (st->stopped || st->depth == 0) return;
+    /* libxml2 reports the end before popping: the element is at nameNr. */
+    if (st->ctxt->nameNr > 0 && (size_t)st->ctxt->nameNr < st->depth)
+        html_close_to(st, (size_t)st->ctxt->nameNr);
     if (st->depth <= HTML_MAX_DEPTH && !html_name_eq(st->frames[st->depth].name, name)) {
         /* Not the innermost element: close back to the nearest one of this name. */
         size_t d = st->depth - 1;
-        while (d > 0 && !html_name_eq(st->frames[d].name, name)) d--;
+        while (d > 0 && !html_name_eq(st->frames[d].name, name))
+            d--;
         if (d == 0) return;
         st->depth = d;
     }
     e = html_elem_find(st, name);
     if (e && (e->kind & HTML_E_BLOCK)) html_block_break(st);
-    st->depth--;
-    if (st->skip_at > st->depth) st->skip_at = 0;
-    if (st->deep_hidden_at > st->depth) st->deep_hidden_at = 0;
-    if (st->anchor_at > st->depth) html_anchor_finish(st);
+    html_close_to(st, st->depth - 1);
 }
 
 static void html_sax_characters(void *ctx, const xmlChar *ch, int len)
@@ -1112,8 +1176,7 @@ static void html_parse(struct html_state *st, const char *in, size_t len)
      */
     xmlSwitchEncoding(ctxt, XML_CHAR_ENCODING_UTF8);
     htmlCtxtUseOptions(ctxt, HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING |
-                                 HTML_PARSE_NONET | HTML_PARSE_NODEFDTD |
-                                 HTML_PARSE_IGNORE_ENC);
+                                 HTML_PARSE_NONET | HTML_PARSE_NODEFDTD | HTML_PARSE_IGNORE_ENC);
     htmlParseDocument(ctxt);
     if (!ctxt->wellFormed) st->flags |= HTML_F_BROKEN;
     st->ctxt = NULL;

@@ -3,7 +3,7 @@
  *
  * Uses libxml2's tolerant HTML parser in SAX mode (no DOM is built), so broken
  * markup, unclosed tags and absurd nesting cost time linear in the input.
- * Script, style, head/title-less metadata and comments produce no text. Block
+ * Script, style, <title> and other <head> metadata, and comments produce no text. Block
  * elements (p, div, br, li, tr, h1..h6, ...) separate text with newlines, so
  * words from adjacent blocks never run together.
  *
@@ -33,7 +33,7 @@ struct html_link {
 #define HTML_F_FORM    0x02u /* <form> present */
 #define HTML_F_IFRAME  0x04u /* <iframe> or <frame> present */
 #define HTML_F_DEEP    0x08u /* nesting beyond HTML_MAX_DEPTH: styles of deeper elements inherited */
-#define HTML_F_BROKEN  0x10u /* the parser reported errors (unclosed tags, bad syntax) */
+#define HTML_F_BROKEN  0x10u /* parser errors (unclosed tags, bad syntax), NUL bytes or bad UTF-8 */
 
 #define HTML_MAX_DEPTH 256
 #define HTML_MAX_LINKS 1000
@@ -45,7 +45,7 @@ struct html_result {
     const char *hidden;   /* hidden text, UTF-8; never NULL */
     size_t hidden_len;
     size_t hidden_chars;  /* non-space code points of hidden text */
-    struct html_link *links; /* in document order, at most HTML_MAX_LINKS */
+    struct html_link *links; /* in document order, at most HTML_MAX_LINKS; NULL when none */
     size_t n_links;
     size_t n_images;
     unsigned flags;       /* HTML_F_* */

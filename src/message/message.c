@@ -609,7 +609,8 @@ static void walk_leaf(struct parse_state *st, GMimePart *part, int index)
         /* body may point into the scratch buffer, which leaf_text reuses: attachments first. */
         leaf_attachment(st, index, body, body_len);
     } else {
-        if (body >= st->decoded.data && body < st->decoded.data + st->decoded.cap) {
+        if (st->decoded.data && body >= st->decoded.data &&
+            body < st->decoded.data + st->decoded.cap) {
             /* Rare fallback path: move the raw body out of the scratch buffer. */
             char *copy = xstrndup(body, body_len);
             leaf_text(st, index, copy, body_len);
