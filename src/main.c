@@ -1,22 +1,30 @@
 /*
  * main - the mxwarden command: dispatches to subcommands.
  *
- *   mxwarden scan [--json] [--from A] [--rcpt A]... [--ip IP] [--helo H] FILE...|-
+ *   mxwarden [-c FILE] scan [--json] [--from A] [--rcpt A]... [--ip IP] [--helo H] FILE...|-
+ *   mxwarden [-c FILE] learn --class CLASS [--tenant DOMAIN] PATH...
+ *   mxwarden [-c FILE] unlearn PATH...
+ *   mxwarden [-c FILE] stat [--tenant DOMAIN]
  *   mxwarden dump FILE|-
  *   mxwarden version
  *
- * Exit status: 0 when every input was processed; 2 for a usage error; 3 when
- * at least one input could not be read (each gets a one-line error naming it
- * on stderr, and the others are still processed).
+ * Exit status: 0 when every input was processed; 1 when the configuration or
+ * the store cannot be used; 2 for a usage error; 3 when at least one input
+ * could not be read or learned (each gets a one-line error naming it on
+ * stderr, and the others are still processed).
  */
 #include "core/buf.h"
+#include "core/config.h"
 #include "core/file.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "message/dump.h"
 #include "message/message.h"
+#include "message/source.h"
 #include "scan/report.h"
 #include "scan/scan.h"
+#include "stat/bayes.h"
+#include "store/kv.h"
 #include "text/features.h"
 
 #include <getopt.h>
@@ -29,20 +37,29 @@
 #define MXW_VERSION "0.0.0"
 #endif
 
-enum { EXIT_USAGE = 2, EXIT_UNREADABLE = 3 };
+enum { EXIT_STORE = 1, EXIT_USAGE = 2, EXIT_UNREADABLE = 3 };
+
+static struct config config;
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: mxwarden COMMAND [OPTIONS]\n"
+            "usage: mxwarden [-c mxwarden.conf] COMMAND [OPTIONS]\n"
             "\n"
             "commands:\n"
             "  scan [--json] [--from ADDR] [--rcpt ADDR]... [--ip IP] [--helo NAME] FILE...|-\n"
             "                  scan messages and print their spam reports\n"
+            "  learn --class CLASS [--tenant DOMAIN] PATH...\n"
+            "                  teach the Bayes classifier (files, directories, mbox files);\n"
+            "                  CLASS: spam, ham, phishing, bec, newsletter, transactional\n"
+            "  unlearn PATH... undo what learning these messages did\n"
+            "  stat [--tenant DOMAIN]\n"
+            "                  learned messages per class, tokens and store size\n"
             "  dump FILE|-     print the parsed message: headers, MIME tree, text, URLs, features\n"
             "  version         print the version\n"
             "\n"
-            "exit status: 0 all inputs processed, 2 usage error, 3 some input unreadable\n");
+            "exit status: 0 all inputs processed, 1 configuration or store unusable,\n"
+            "             2 usage error, 3 some input unreadable or not learned\n");
 }
 
 static void write_out(const struct buf *b)
@@ -79,6 +96,7 @@ static int cmd_scan(int argc, char **argv)
     const char **rcpt = NULL;
     int json = 0, c, i, status = 0;
     struct scanner *scanner;
+    struct scan_worker *worker;
     struct buf out = {0};
 
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -100,7 +118,8 @@ static int cmd_scan(int argc, char **argv)
         free(rcpt);
         return EXIT_USAGE;
     }
-    scanner = scanner_new();
+    scanner = scanner_new(&config);
+    worker = scan_worker_new(scanner);
     for (i = optind; i < argc; i++) {
         char *data;
         size_t len;
@@ -110,7 +129,7 @@ static int cmd_scan(int argc, char **argv)
             status = EXIT_UNREADABLE;
             continue;
         }
-        sc = scan_message(scanner, data, len, &env);
+        sc = scan_message(worker, data, len, &env);
         buf_clear(&out);
         if (json) {
             report_json(&out, &sc->result, argv[i]);
@@ -126,9 +145,171 @@ static int cmd_scan(int argc, char **argv)
     }
     fflush(stdout);
     buf_free(&out);
+    scan_worker_free(worker);
     scanner_free(scanner);
     free(rcpt);
     return status;
+}
+
+/* ---- learn / unlearn / stat ---- */
+
+struct learn_run {
+    struct bayes *bayes;
+    int cls; /* -1: unlearn */
+    const char *tenant;
+    long done, already, moved, failed, seen;
+    int progress; /* stderr is a terminal */
+    int stop;     /* the store failed: no point going on */
+};
+
+static void learn_error(void *ctx, const char *path, const char *reason)
+{
+    struct learn_run *run = ctx;
+    run->failed++;
+    fprintf(stderr, "%smxwarden: %s: %s\n", run->progress ? "\r\033[K" : "", path, reason);
+}
+
+static int learn_message(void *ctx, const char *label, const char *data, size_t len)
+{
+    struct learn_run *run = ctx;
+    struct message *m = message_parse(data, len, NULL);
+    uint8_t digest[BAYES_DIGEST_BYTES];
+    struct features f;
+    int rc;
+
+    run->seen++;
+    if (!message_is_mail(m)) {
+        learn_error(run, label, "not a mail message (no mail headers); nothing learned");
+        message_free(m);
+        return 0;
+    }
+    features_extract(m->arena, m, &f, NULL, NULL);
+    bayes_digest(data, len, digest);
+    if (run->cls >= 0) {
+        enum bayes_learn_outcome outcome;
+        rc = bayes_learn(run->bayes, digest, &f, (enum bayes_class)run->cls, run->tenant,
+                         BAYES_ORIGIN_MANUAL, &outcome);
+        if (rc == 0) {
+            if (outcome == BAYES_LEARNED) run->done++;
+            else if (outcome == BAYES_MOVED) run->moved++;
+            else run->already++;
+        }
+    } else {
+        enum bayes_class was;
+        rc = bayes_unlearn(run->bayes, digest, &f, &was);
+        if (rc == 0) run->done++;
+        else if (rc == BAYES_ERR_NOT_LEARNED) run->already++, rc = 0;
+    }
+    message_free(m);
+    if (rc != 0) {
+        learn_error(run, label, err_msg());
+        if (rc == KV_UNAVAILABLE || rc == KV_FULL || rc == BAYES_ERR_VERSION) {
+            run->stop = 1;
+            return 1;
+        }
+        return 0;
+    }
+    if (run->progress && run->seen % 100 == 0) fprintf(stderr, "\r%ld messages...", run->seen);
+    return 0;
+}
+
+static struct bayes *open_bayes(struct kv **kv)
+{
+    struct bayes_config bc = {config.bayes_min_learns, config.bayes_min_learns_class,
+                              config.bayes_per_tenant};
+    if (kv_open(config.kv_uri, kv) != KV_OK) {
+        fprintf(stderr, "mxwarden: store %s: %s\n", config.kv_uri, err_msg());
+        return NULL;
+    }
+    return bayes_new(*kv, &bc);
+}
+
+static int cmd_learn(int argc, char **argv, int unlearn)
+{
+    static const struct option opts[] = {{"class", required_argument, NULL, 'c'},
+                                         {"tenant", required_argument, NULL, 't'},
+                                         {NULL, 0, NULL, 0}};
+    struct learn_run run = {.cls = -1};
+    struct kv *kv = NULL;
+    int c, i;
+
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            if (unlearn) goto usage;
+            run.cls = bayes_class_parse(optarg);
+            if (run.cls < 0) {
+                fprintf(stderr, "mxwarden learn: unknown class \"%s\" (spam, ham, phishing, "
+                                "bec, newsletter, transactional)\n", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 't': run.tenant = optarg; break;
+        default: goto usage;
+        }
+    }
+    if ((!unlearn && run.cls < 0) || optind >= argc) goto usage;
+    if ((run.bayes = open_bayes(&kv)) == NULL) {
+        kv_close(kv);
+        return EXIT_STORE;
+    }
+    run.progress = isatty(STDERR_FILENO);
+    for (i = optind; i < argc && !run.stop; i++) source_each(argv[i], learn_message, learn_error, &run);
+    if (run.progress) fprintf(stderr, "\r\033[K");
+    if (unlearn)
+        printf("unlearned %ld, not learned before %ld, errors %ld\n", run.done, run.already,
+               run.failed);
+    else
+        printf("learned %ld as %s, already learned %ld, moved from another class %ld, errors %ld\n",
+               run.done, bayes_class_name((enum bayes_class)run.cls), run.already, run.moved,
+               run.failed);
+    bayes_free(run.bayes);
+    kv_close(kv);
+    if (run.stop) return EXIT_STORE;
+    return run.failed ? EXIT_UNREADABLE : 0;
+usage:
+    fprintf(stderr, unlearn ? "usage: mxwarden unlearn PATH...\n"
+                            : "usage: mxwarden learn --class CLASS [--tenant DOMAIN] PATH...\n");
+    return EXIT_USAGE;
+}
+
+static int cmd_stat(int argc, char **argv)
+{
+    static const struct option opts[] = {{"tenant", required_argument, NULL, 't'},
+                                         {NULL, 0, NULL, 0}};
+    const char *tenant = NULL;
+    struct bayes_stat st;
+    struct kv_stat ks;
+    struct kv *kv = NULL;
+    struct bayes *b;
+    int c, rc;
+
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c != 't') {
+            fprintf(stderr, "usage: mxwarden stat [--tenant DOMAIN]\n");
+            return EXIT_USAGE;
+        }
+        tenant = optarg;
+    }
+    if ((b = open_bayes(&kv)) == NULL) {
+        kv_close(kv);
+        return EXIT_STORE;
+    }
+    rc = bayes_stat(b, tenant, &st);
+    if (rc == 0) rc = kv_stat(kv, &ks);
+    if (rc != 0) {
+        fprintf(stderr, "mxwarden: store %s: %s\n", config.kv_uri, err_msg());
+    } else {
+        printf("store: %s (%s)\n", config.kv_uri, kv_backend_name(kv));
+        if (tenant) printf("tenant: %s\n", tenant);
+        for (c = 0; c < BAYES_N_CLASSES; c++)
+            printf("learned %-13s %u\n", bayes_class_name((enum bayes_class)c), st.learned[c]);
+        printf("entries: %llu\nsize: %.1f MB\n", (unsigned long long)ks.entries,
+               (double)ks.size_bytes / 1e6);
+    }
+    bayes_free(b);
+    kv_close(kv);
+    return rc == 0 ? 0 : EXIT_STORE;
 }
 
 static void dump_feature(void *ctx, enum feature_kind kind, const char *token, size_t token_len,
@@ -170,8 +351,20 @@ static int cmd_dump(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    const char *config_path = NULL;
     int status;
 
+    if (argc >= 3 && strcmp(argv[1], "-c") == 0) {
+        config_path = argv[2];
+        argv[2] = argv[0];
+        argv += 2;
+        argc -= 2;
+    }
+    config_defaults(&config);
+    if (config_load(config_path, &config) != 0) {
+        fprintf(stderr, "mxwarden: %s\n", err_msg());
+        return EXIT_STORE;
+    }
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
@@ -187,6 +380,10 @@ int main(int argc, char **argv)
     message_library_init();
     if (strcmp(argv[1], "scan") == 0) {
         status = cmd_scan(argc - 1, argv + 1);
+    } else if (strcmp(argv[1], "learn") == 0 || strcmp(argv[1], "unlearn") == 0) {
+        status = cmd_learn(argc - 1, argv + 1, argv[1][0] == 'u');
+    } else if (strcmp(argv[1], "stat") == 0) {
+        status = cmd_stat(argc - 1, argv + 1);
     } else if (strcmp(argv[1], "dump") == 0) {
         status = cmd_dump(argc - 1, argv + 1);
     } else {

@@ -53,3 +53,26 @@ int file_read(const char *path, char **data, size_t *len)
     *len = n;
     return 0;
 }
+
+int file_mkdir_parents(const char *path)
+{
+    char tmp[4096];
+    char *p;
+    size_t len = strlen(path);
+
+    if (len >= sizeof tmp) {
+        err_set("path too long");
+        return -1;
+    }
+    memcpy(tmp, path, len + 1);
+    for (p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
+            err_set("cannot create %s: %s", tmp, strerror(errno));
+            return -1;
+        }
+        *p = '/';
+    }
+    return 0;
+}

@@ -13,4 +13,8 @@
  */
 int file_read(const char *path, char **data, size_t *len);
 
+/* Creates the directories leading to path (like mkdir -p of its dirname).
+ * Returns 0, or -1 with err_set(). */
+int file_mkdir_parents(const char *path);
+
 #endif

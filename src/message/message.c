@@ -104,7 +104,8 @@ static const char *header_unfold(struct arena *a, const char *raw)
     while (len && (*raw == ' ' || *raw == '\t')) raw++, len--;
     for (i = 0; i < len; i++) {
         if (raw[i] == '\r' || raw[i] == '\n') continue;
-        tmp[o++] = raw[i];
+        /* A fold's leading tab reads as one space. */
+        tmp[o++] = raw[i] == '\t' ? ' ' : raw[i];
     }
     while (o && (tmp[o - 1] == ' ' || tmp[o - 1] == '\t')) o--;
     tmp[o] = '\0';
@@ -863,4 +864,18 @@ size_t message_header_count(const struct message *m, const char *name)
     for (i = 0; i < m->n_headers; i++)
         if (strcasecmp(m->headers[i].name, name) == 0) n++;
     return n;
+}
+
+bool message_is_mail(const struct message *m)
+{
+    static const char *const mail_headers[] = {
+        "From",       "To",           "Subject",      "Date",    "Message-ID", "Received",
+        "Return-Path", "MIME-Version", "Content-Type", "Sender",  "Reply-To",   "Delivered-To",
+        NULL};
+    size_t i, j;
+
+    for (i = 0; i < m->n_headers; i++)
+        for (j = 0; mail_headers[j]; j++)
+            if (strcasecmp(m->headers[i].name, mail_headers[j]) == 0) return true;
+    return false;
 }

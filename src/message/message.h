@@ -153,6 +153,10 @@ void message_library_shutdown(void);
 struct message *message_parse(const char *data, size_t len, const struct envelope *env);
 void message_free(struct message *m);
 
+/* True if the message has at least one header that mail carries (From, Date,
+ * Subject, Message-ID, Received, ...): a file without any is not mail. */
+bool message_is_mail(const struct message *m);
+
 /* The decoded value of the first header called name (case-insensitive), or NULL. */
 const char *message_header(const struct message *m, const char *name);
 /* How many headers called name the message has. */

@@ -2,23 +2,45 @@
  * scan - the scan pipeline. See scan.h.
  */
 #include "scan/scan.h"
+#include "checks/bayes_check.h"
 #include "checks/structure.h"
 #include "checks/symbols.h"
 #include "core/arena.h"
+#include "core/config.h"
+#include "core/log.h"
 #include "core/xalloc.h"
+#include "stat/bayes.h"
+#include "store/kv.h"
+#include "text/features.h"
 
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SCAN_STORE_RETRY_SECONDS 5
 
 struct scanner {
+    struct config cfg;
     struct symbol_registry *symbols;
     struct structure_ids structure;
+    struct bayes_check_ids bayes;
 };
 
-struct scanner *scanner_new(void)
+struct scan_worker {
+    const struct scanner *scanner;
+    struct kv *kv;
+    struct bayes *bayes;
+    time_t next_open_attempt;
+};
+
+struct scanner *scanner_new(const struct config *cfg)
 {
     struct scanner *s = xcalloc(1, sizeof *s);
+    if (cfg) s->cfg = *cfg;
+    else config_defaults(&s->cfg);
     s->symbols = symbols_new();
     structure_register(s->symbols, &s->structure);
+    bayes_check_register(s->symbols, &s->bayes);
     return s;
 }
 
@@ -34,17 +56,95 @@ const struct symbol_registry *scanner_symbols(const struct scanner *s)
     return s->symbols;
 }
 
-struct scan *scan_message(const struct scanner *s, const char *data, size_t len,
+const struct config *scanner_config(const struct scanner *s)
+{
+    return &s->cfg;
+}
+
+struct scan_worker *scan_worker_new(const struct scanner *s)
+{
+    struct scan_worker *w = xcalloc(1, sizeof *w);
+    w->scanner = s;
+    return w;
+}
+
+void scan_worker_free(struct scan_worker *w)
+{
+    if (w == NULL) return;
+    bayes_free(w->bayes);
+    kv_close(w->kv);
+    free(w);
+}
+
+struct bayes *scan_worker_bayes(struct scan_worker *w)
+{
+    const struct config *cfg = &w->scanner->cfg;
+    struct bayes_config bc = {cfg->bayes_min_learns, cfg->bayes_min_learns_class,
+                              cfg->bayes_per_tenant};
+    time_t now;
+
+    if (w->bayes) return w->bayes;
+    now = time(NULL);
+    if (now < w->next_open_attempt) {
+        err_set("store %s could not be opened; retrying later", cfg->kv_uri);
+        return NULL;
+    }
+    if (kv_open(cfg->kv_uri, &w->kv) != KV_OK) {
+        /* Not every scan should pay for a failing open: retry after a pause. */
+        log_warn("msg=\"cannot open the token store\" uri=%s reason=\"%s\"", cfg->kv_uri,
+                 err_msg());
+        w->kv = NULL;
+        w->next_open_attempt = now + SCAN_STORE_RETRY_SECONDS;
+        return NULL;
+    }
+    w->bayes = bayes_new(w->kv, &bc);
+    return w->bayes;
+}
+
+/* The tenant of a message: the domain of its first envelope recipient. */
+static const char *scan_tenant(const struct message *m)
+{
+    const char *at;
+    if (m->env.n_rcpt == 0 || m->env.rcpt[0] == NULL) return NULL;
+    at = strrchr(m->env.rcpt[0], '@');
+    return at && at[1] ? at + 1 : NULL;
+}
+
+struct scan *scan_message(struct scan_worker *w, const char *data, size_t len,
                           const struct envelope *env)
 {
+    const struct scanner *s = w->scanner;
     struct message *m = message_parse(data, len, env);
     struct scan *sc = arena_calloc(m->arena, 1, sizeof *sc);
     struct thresholds t = thresholds_default();
+    struct bayes *bayes = scan_worker_bayes(w);
+    struct bayes_result br;
+    struct features f;
+    int rc = -1;
 
     sc->message = m;
     result_init(&sc->result, m->arena, s->symbols);
     structure_check(&s->structure, m, &sc->result);
+    features_extract(m->arena, m, &f, NULL, NULL);
+    if (bayes) rc = bayes_classify(bayes, &f, scan_tenant(m), &br);
+    bayes_check_symbols(&s->bayes, rc, &br, &sc->result);
     result_finish(&sc->result, &t, "default");
+
+    if (bayes && s->cfg.autolearn && rc == 0) {
+        /* Autolearn never overrides an operator's label: only unlearned mail is taught. */
+        uint8_t digest[BAYES_DIGEST_BYTES];
+        int learned = -1;
+        bayes_digest(data, len, digest);
+        if (bayes_learned_class(bayes, digest, &learned, NULL) == KV_OK && learned < 0) {
+            enum bayes_learn_outcome outcome;
+            int cls = sc->result.score >= s->cfg.autolearn_spam  ? BAYES_CLASS_SPAM
+                      : sc->result.score <= s->cfg.autolearn_ham ? BAYES_CLASS_HAM
+                                                                 : -1;
+            if (cls >= 0 && bayes_learn(bayes, digest, &f, (enum bayes_class)cls,
+                                        scan_tenant(m), BAYES_ORIGIN_AUTO, &outcome) != 0)
+                log_warn("msg=\"autolearn failed\" reason=\"%s\"", err_msg());
+        }
+    }
     return sc;
 }
 

@@ -1,10 +1,11 @@
 /*
  * scan - the pipeline every entry point calls: parse, checks, score, action.
  *
- * A scanner holds what scans share read-only: the symbol registry and each
- * check's symbol ids (later: rules, models, settings). Build one with
- * scanner_new() before starting threads; any number of threads may then call
- * scan_message() on it at once.
+ * A scanner holds what scans share read-only: the configuration, the symbol
+ * registry and each check's symbol ids (later: rules, models, settings).
+ * Build one with scanner_new() before starting threads. Each thread then
+ * makes its own scan_worker (its connections to the stores and scratch
+ * space) and calls scan_message() with it.
  *
  * The milter, the HTTP API, the spamd/rspamd protocols and `mxwarden scan`
  * all go through scan_message(), so a verdict never depends on how the
@@ -18,12 +19,23 @@
 #include "message/message.h"
 #include "scan/result.h"
 
+struct config;
 struct scanner;
+struct scan_worker;
 
-/* A scanner with the built-in checks registered. Free with scanner_free(). */
-struct scanner *scanner_new(void);
+/* A scanner with the built-in checks registered; cfg NULL means the defaults. Free with
+ * scanner_free() after every worker is freed. */
+struct scanner *scanner_new(const struct config *cfg);
 void scanner_free(struct scanner *s);
 const struct symbol_registry *scanner_symbols(const struct scanner *s);
+const struct config *scanner_config(const struct scanner *s);
+
+/* Per-thread state. The stores are opened on first use; if they cannot be,
+ * scans still complete and say so in the report. Never NULL. */
+struct scan_worker *scan_worker_new(const struct scanner *s);
+void scan_worker_free(struct scan_worker *w);
+/* The worker's Bayes classifier, or NULL (with err_set) if its store cannot be opened. */
+struct bayes *scan_worker_bayes(struct scan_worker *w);
 
 struct scan {
     struct message *message; /* the parsed message, owned by the scan */
@@ -35,7 +47,7 @@ struct scan {
  * never returns NULL; the caller keeps ownership of data, which must stay
  * valid only for the duration of the call. Free with scan_free().
  */
-struct scan *scan_message(const struct scanner *s, const char *data, size_t len,
+struct scan *scan_message(struct scan_worker *w, const char *data, size_t len,
                           const struct envelope *env);
 void scan_free(struct scan *sc);
 

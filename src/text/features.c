@@ -30,6 +30,12 @@
 #include <assert.h>
 #include <string.h>
 #include <strings.h>
+/*
+ * The hashes are computed millions of times per second on short inputs: use
+ * xxHash's inline build (same algorithm and values as libxxhash, which the
+ * tests check), so that the compiler specialises the 17-byte pair hash.
+ */
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 /* At most this many entries of each metadata list: headers, subject words, parts, ... */
@@ -59,14 +65,10 @@ static const struct feat_flag_name feat_msg_flags[] = {
 };
 
 static const struct feat_flag_name feat_part_flags[] = {
-    {PART_F_BAD_BASE64, "bad_base64"},
-    {PART_F_BAD_QP, "bad_qp"},
-    {PART_F_BAD_ENCODING, "bad_encoding"},
-    {PART_F_CHARSET_WRONG, "charset_wrong"},
-    {PART_F_CHARSET_UNKNOWN, "charset_unknown"},
-    {PART_F_TRUNCATED, "truncated"},
-    {PART_F_NO_BOUNDARY, "no_boundary"},
-    {PART_F_8BIT_IN_7BIT, "8bit_in_7bit"},
+    {PART_F_BAD_BASE64, "bad_base64"},           {PART_F_BAD_QP, "bad_qp"},
+    {PART_F_BAD_ENCODING, "bad_encoding"},       {PART_F_CHARSET_WRONG, "charset_wrong"},
+    {PART_F_CHARSET_UNKNOWN, "charset_unknown"}, {PART_F_TRUNCATED, "truncated"},
+    {PART_F_NO_BOUNDARY, "no_boundary"},         {PART_F_8BIT_IN_7BIT, "8bit_in_7bit"},
 };
 
 static const struct feat_flag_name feat_html_flags[] = {
@@ -75,14 +77,10 @@ static const struct feat_flag_name feat_html_flags[] = {
 };
 
 static const struct feat_flag_name feat_url_flags[] = {
-    {URL_F_IP_LITERAL, "ip_literal"},
-    {URL_F_NUMERIC_HOST, "numeric_host"},
-    {URL_F_USERINFO, "userinfo"},
-    {URL_F_IDN, "idn"},
-    {URL_F_MIXED_SCRIPT, "mixed_script"},
-    {URL_F_PERCENT_HOST, "percent_host"},
-    {URL_F_LINK_MISMATCH, "link_mismatch"},
-    {URL_F_NONSTD_PORT, "nonstd_port"},
+    {URL_F_IP_LITERAL, "ip_literal"},       {URL_F_NUMERIC_HOST, "numeric_host"},
+    {URL_F_USERINFO, "userinfo"},           {URL_F_IDN, "idn"},
+    {URL_F_MIXED_SCRIPT, "mixed_script"},   {URL_F_PERCENT_HOST, "percent_host"},
+    {URL_F_LINK_MISMATCH, "link_mismatch"}, {URL_F_NONSTD_PORT, "nonstd_port"},
     {URL_F_NO_SCHEME, "no_scheme"},
 };
 
@@ -126,30 +124,44 @@ uint64_t features_hash_token(const char *token, size_t len)
     return XXH3_64bits(token, len);
 }
 
-static void feat_store_le64(unsigned char *p, uint64_t v)
+/* v as 8 little-endian bytes on every host (the stream must not depend on the CPU). */
+static inline void feat_store_le64(unsigned char *p, uint64_t v)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* One store, which XXH3 then reads back as one load: the byte loop is not optimised away. */
+    memcpy(p, &v, sizeof v);
+#else
     int i;
-    for (i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+    for (i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+#endif
 }
 
 uint64_t features_hash_pair(uint64_t first, uint64_t second, unsigned distance)
 {
-    unsigned char b[17];
+    unsigned char b[16];
 
-    /* Position matters: (a, b) and (b, a) are different byte strings. */
+    /*
+     * Position matters: (a, b) and (b, a) are different byte strings. The
+     * distance goes in as the seed, which keeps the input at 16 bytes, XXH3's
+     * cheapest path for more than 8: this runs four times per word.
+     */
     feat_store_le64(b, first);
     feat_store_le64(b + 8, second);
-    b[16] = (unsigned char)distance;
-    return XXH3_64bits(b, sizeof b);
+    return XXH3_64bits_withSeed(b, sizeof b, (XXH64_hash_t)distance);
 }
 
-/* Doubles the output arrays; the old ones stay in the arena until it is freed. */
-static void feat_grow(struct feat_ctx *c)
+/* Grows the output arrays to hold at least need features; the old ones stay in the arena. */
+static void feat_grow(struct feat_ctx *c, size_t need)
 {
-    size_t cap = c->cap * 2;
-    uint64_t *hash = arena_alloc(c->a, cap * sizeof *hash);
-    uint8_t *kind = arena_alloc(c->a, cap * sizeof *kind);
+    size_t cap = c->cap;
+    uint64_t *hash;
+    uint8_t *kind;
 
+    while (cap < need)
+        cap *= 2;
+    hash = arena_alloc(c->a, cap * sizeof *hash);
+    kind = arena_alloc(c->a, cap * sizeof *kind);
     memcpy(hash, c->out->hash, c->out->n * sizeof *hash);
     memcpy(kind, c->out->kind, c->out->n * sizeof *kind);
     c->out->hash = hash;
@@ -159,7 +171,7 @@ static void feat_grow(struct feat_ctx *c)
 
 static inline void feat_push(struct feat_ctx *c, enum feature_kind kind, uint64_t hash)
 {
-    if (c->out->n == c->cap) feat_grow(c);
+    if (c->out->n == c->cap) feat_grow(c, c->out->n + 1);
     c->out->hash[c->out->n] = hash;
     c->out->kind[c->out->n] = (uint8_t)kind;
     c->out->n++;
@@ -226,37 +238,53 @@ static void feat_meta_words(struct feat_ctx *c, const char *prefix, const char *
     tokenize(&c->tok, text, len, feat_on_meta_word, c);
 }
 
-/* Token callback for the word section: FEAT_WORD, then its OSB pairs. */
+/* Reports a word and its pairs, just stored at out[first..], to the debug callback. */
+static void feat_debug_word(struct feat_ctx *c, const struct token *tok, size_t first)
+{
+    size_t d, slot;
+
+    c->debug(c->debug_ctx, FEAT_WORD, tok->text, tok->len, 0, c->out->hash[first]);
+    for (d = 1; d <= c->ring_n; d++) {
+        struct buf *prev = &c->ring_text[(c->ring_pos - d) % FEATURES_OSB_PREVIOUS];
+        buf_clear(&c->pair_text);
+        buf_append(&c->pair_text, prev->data, prev->len);
+        buf_append_char(&c->pair_text, ' ');
+        buf_append(&c->pair_text, tok->text, tok->len);
+        c->debug(c->debug_ctx, FEAT_OSB, c->pair_text.data, c->pair_text.len, (unsigned)d,
+                 c->out->hash[first + d]);
+    }
+    slot = c->ring_pos % FEATURES_OSB_PREVIOUS;
+    buf_clear(&c->ring_text[slot]);
+    buf_append(&c->ring_text[slot], tok->text, tok->len);
+}
+
+/* Token callback for the word section: FEAT_WORD, then its OSB pairs. The hot loop. */
 static bool feat_on_word(void *ctx, const struct token *tok)
 {
     struct feat_ctx *c = ctx;
-    uint64_t h;
-    size_t d;
+    uint64_t h, *hash;
+    uint8_t *kind;
+    size_t d, first = c->out->n;
 
     c->out->n_words++;
     if (c->words_emitted >= FEATURES_MAX_WORDS) return true; /* keep counting n_words */
     c->words_emitted++;
 
+    /* One bounds check per word for the word and its up to four pairs. */
+    if (first + 1 + FEATURES_OSB_PREVIOUS > c->cap) feat_grow(c, first + 1 + FEATURES_OSB_PREVIOUS);
+    hash = c->out->hash + first;
+    kind = c->out->kind + first;
     h = features_hash_token(tok->text, tok->len);
-    feat_push(c, FEAT_WORD, h);
-    if (c->debug) c->debug(c->debug_ctx, FEAT_WORD, tok->text, tok->len, 0, h);
+    hash[0] = h;
+    kind[0] = FEAT_WORD;
     for (d = 1; d <= c->ring_n; d++) {
-        size_t slot = (c->ring_pos - d) % FEATURES_OSB_PREVIOUS;
-        uint64_t ph = features_hash_pair(c->ring[slot], h, (unsigned)d);
-        feat_push(c, FEAT_OSB, ph);
-        if (c->debug) {
-            struct buf *prev = &c->ring_text[slot];
-            buf_clear(&c->pair_text);
-            buf_append(&c->pair_text, prev->data, prev->len);
-            buf_append_char(&c->pair_text, ' ');
-            buf_append(&c->pair_text, tok->text, tok->len);
-            c->debug(c->debug_ctx, FEAT_OSB, c->pair_text.data, c->pair_text.len, (unsigned)d, ph);
-        }
+        hash[d] =
+            features_hash_pair(c->ring[(c->ring_pos - d) % FEATURES_OSB_PREVIOUS], h, (unsigned)d);
+        kind[d] = FEAT_OSB;
     }
-    if (c->debug) {
-        buf_clear(&c->ring_text[c->ring_pos % FEATURES_OSB_PREVIOUS]);
-        buf_append(&c->ring_text[c->ring_pos % FEATURES_OSB_PREVIOUS], tok->text, tok->len);
-    }
+    c->out->n = first + 1 + c->ring_n;
+    if (c->debug) feat_debug_word(c, tok, first);
+
     c->ring[c->ring_pos % FEATURES_OSB_PREVIOUS] = h;
     c->ring_pos++;
     if (c->ring_n < FEATURES_OSB_PREVIOUS) c->ring_n++;
@@ -288,8 +316,7 @@ static void feat_url_map_add(struct feat_ctx *c, const char *host, size_t host_l
     h = feat_url_hash(host, host_len);
     for (i = (size_t)h & c->url_mask; c->url_slots[i].host; i = (i + 1) & c->url_mask) {
         struct feat_url_slot *s = &c->url_slots[i];
-        if (s->hash == h && s->host_len == host_len && memcmp(s->host, host, host_len) == 0)
-            return;
+        if (s->hash == h && s->host_len == host_len && memcmp(s->host, host, host_len) == 0) return;
     }
     c->url_slots[i].host = arena_strndup(c->a, host, host_len);
     c->url_slots[i].host_len = host_len;
@@ -305,7 +332,8 @@ static void feat_url_map_add_host(struct feat_ctx *c, const char *host, const ch
     if (host == NULL || *host == '\0') return;
     buf_clear(&c->meta);
     normalize_append(&c->tok.norm, &c->meta, host, strlen(host));
-    while (c->meta.len && c->meta.data[c->meta.len - 1] == '.') c->meta.data[--c->meta.len] = '\0';
+    while (c->meta.len && c->meta.data[c->meta.len - 1] == '.')
+        c->meta.data[--c->meta.len] = '\0';
     feat_url_map_add(c, c->meta.data, c->meta.len, domain, domain_len);
 }
 
@@ -314,7 +342,8 @@ static void feat_url_map_build(struct feat_ctx *c, const struct message *m)
     size_t i, slots = 16;
 
     if (m->n_urls == 0) return;
-    while (slots < 4 * m->n_urls) slots *= 2; /* up to 3 keys per URL, load <= 3/4 */
+    while (slots < 4 * m->n_urls)
+        slots *= 2; /* up to 3 keys per URL, load <= 3/4 */
     c->url_slots = arena_calloc(c->a, slots, sizeof *c->url_slots);
     c->url_mask = slots - 1;
     for (i = 0; i < m->n_urls; i++) {
@@ -332,8 +361,7 @@ static void feat_url_map_build(struct feat_ctx *c, const struct message *m)
 }
 
 /* token_domain_fn: the registrable domain the parser found for a host seen in text. */
-static const char *feat_url_domain(void *ctx, const char *host, size_t host_len,
-                                   size_t *domain_len)
+static const char *feat_url_domain(void *ctx, const char *host, size_t host_len, size_t *domain_len)
 {
     struct feat_ctx *c = ctx;
     uint64_t h;
@@ -390,7 +418,8 @@ static void feat_meta_attach_ext(struct feat_ctx *c, const char *filename)
     const char *dot = NULL;
     bool ok;
 
-    while (n && (filename[n - 1] == '.' || filename[n - 1] == ' ')) n--;
+    while (n && (filename[n - 1] == '.' || filename[n - 1] == ' '))
+        n--;
     for (i = n; i > 0 && dot == NULL; i--)
         if (filename[i - 1] == '.') dot = filename + i - 1;
     if (dot == NULL || (size_t)(dot - filename) + 1 == n) {
@@ -428,6 +457,12 @@ static void feat_meta_part(struct feat_ctx *c, const struct msg_part *p)
                     sizeof feat_part_flags / sizeof feat_part_flags[0], p->flags);
 }
 
+/* How many entries of a metadata list of n enter the stream. */
+static size_t feat_list_len(size_t n)
+{
+    return n < FEATURES_MAX_META_EACH ? n : FEATURES_MAX_META_EACH;
+}
+
 static void feat_meta_section(struct feat_ctx *c, const struct message *m, const char *subject,
                               size_t subject_len)
 {
@@ -435,23 +470,27 @@ static void feat_meta_section(struct feat_ctx *c, const struct message *m, const
 
     feat_meta_flags(c, "flag:", feat_msg_flags, sizeof feat_msg_flags / sizeof feat_msg_flags[0],
                     m->flags);
-    if (m->from_domain && *m->from_domain) feat_meta_str(c, "from_domain:", m->from_domain);
-    else feat_meta_str(c, "from_domain:", "none");
+    if (m->from_domain && *m->from_domain)
+        feat_meta_str(c, "from_domain:", m->from_domain);
+    else
+        feat_meta_str(c, "from_domain:", "none");
     feat_meta_str(c, "env_from_domain:", m->env_from_domain);
     feat_meta_addr_domain(c, "reply_to_domain:", m->reply_to_addr);
 
-    n = m->n_headers < FEATURES_MAX_META_EACH ? m->n_headers : FEATURES_MAX_META_EACH;
-    for (i = 0; i < n; i++) feat_meta_str(c, "hdr:", m->headers[i].name);
+    n = feat_list_len(m->n_headers);
+    for (i = 0; i < n; i++)
+        feat_meta_str(c, "hdr:", m->headers[i].name);
     feat_meta_header_words(c, m, "x-mailer", "x-mailer:");
     feat_meta_header_words(c, m, "user-agent", "user-agent:");
 
     left = FEATURES_MAX_META_EACH;
     feat_meta_words(c, "subj:", subject, subject_len, &left);
 
-    n = m->n_parts < FEATURES_MAX_META_EACH ? m->n_parts : FEATURES_MAX_META_EACH;
-    for (i = 0; i < n; i++) feat_meta_part(c, &m->parts[i]);
+    n = feat_list_len(m->n_parts);
+    for (i = 0; i < n; i++)
+        feat_meta_part(c, &m->parts[i]);
 
-    n = m->n_urls < FEATURES_MAX_META_EACH ? m->n_urls : FEATURES_MAX_META_EACH;
+    n = feat_list_len(m->n_urls);
     for (i = 0; i < n; i++) {
         feat_meta_str(c, "url_domain:", m->urls[i].domain);
         feat_meta_flags(c, "url_flag:", feat_url_flags,
@@ -477,7 +516,8 @@ static size_t feat_estimate(const struct message *m, size_t subject_len)
 {
     size_t bytes = subject_len, words, meta, i;
 
-    for (i = 0; i < m->n_texts; i++) bytes += m->texts[i].len;
+    for (i = 0; i < m->n_texts; i++)
+        bytes += m->texts[i].len;
     words = bytes / 5 + 8;
     if (words > FEATURES_MAX_WORDS) words = FEATURES_MAX_WORDS;
     meta = 32 + m->n_headers + 8 * m->n_parts + 2 * m->n_urls + subject_len / 4;
@@ -507,11 +547,13 @@ void features_extract(struct arena *a, const struct message *m, struct features 
 
     feat_meta_section(&c, m, m->subject, subject_len);
     feat_words(&c, m->subject, subject_len);
-    for (i = 0; i < m->n_texts; i++) feat_words(&c, m->texts[i].text, m->texts[i].len);
+    for (i = 0; i < m->n_texts; i++)
+        feat_words(&c, m->texts[i].text, m->texts[i].len);
     assert(c.words_emitted <= FEATURES_MAX_WORDS && out->n <= c.cap);
 
     tokenizer_free(&c.tok);
     buf_free(&c.meta);
     buf_free(&c.pair_text);
-    for (i = 0; i < FEATURES_OSB_PREVIOUS; i++) buf_free(&c.ring_text[i]);
+    for (i = 0; i < FEATURES_OSB_PREVIOUS; i++)
+        buf_free(&c.ring_text[i]);
 }

@@ -15,62 +15,83 @@
  * Why e-mail detection is linear: a failed attempt from position i scans the
  * local-part characters up to some j and finds no usable '@' there; every
  * later start inside [i, j) would stop at the same j and fail the same way, so
- * no_email_before = j skips them.
+ * no_email_before = j skips them. And the letters and digits of a run are
+ * scanned once: an attempt is only made when the run goes on with '@' or
+ * another local-part character, since otherwise it must fail.
+ *
+ * Per-byte and per-code-point decisions are table lookups: tok_class for
+ * ASCII (constant), tok_bmp_class for the Basic Multilingual Plane (built once
+ * per process from utf8proc); rarer code points ask utf8proc directly.
  */
 #include "text/tokenize.h"
 #include "core/utf8.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <utf8proc.h>
 
+/*
+ * Byte classes, one table lookup per byte on the hot path. Bytes >= 0x80 have
+ * no class: they are handled as code points.
+ */
+enum {
+    TOK_C_DIGIT = 0x01,    /* 0-9 */
+    TOK_C_ALNUM = 0x02,    /* A-Z a-z 0-9 */
+    TOK_C_LOCAL = 0x04,    /* e-mail local part: alnum . _ % + - */
+    TOK_C_LABEL = 0x08,    /* domain label: alnum - */
+    TOK_C_HOST = 0x10,     /* URL host: alnum - . _ % */
+    TOK_C_USERINFO = 0x20, /* URL userinfo and port: alnum - . _ ~ % ! $ & ' ( ) * + , ; = : */
+    TOK_C_URL_TAIL = 0x40, /* rest of a URL: ! to ~ except < > " ` { } | \ ^ */
+};
+
+#define TOK_C_LETTER                                                                               \
+    (TOK_C_ALNUM | TOK_C_LOCAL | TOK_C_LABEL | TOK_C_HOST | TOK_C_USERINFO | TOK_C_URL_TAIL)
+#define TOK_C_SUB (TOK_C_USERINFO | TOK_C_URL_TAIL) /* RFC 3986 sub-delimiters and ':' */
+
+static const unsigned char tok_class[256] = {
+    ['0' ... '9'] = TOK_C_DIGIT | TOK_C_LETTER,
+    ['A' ... 'Z'] = TOK_C_LETTER,
+    ['a' ... 'z'] = TOK_C_LETTER,
+    ['!'] = TOK_C_SUB,
+    ['$'] = TOK_C_SUB,
+    ['&'] = TOK_C_SUB,
+    ['\''] = TOK_C_SUB,
+    ['('] = TOK_C_SUB,
+    [')'] = TOK_C_SUB,
+    ['*'] = TOK_C_SUB,
+    [','] = TOK_C_SUB,
+    [':'] = TOK_C_SUB,
+    [';'] = TOK_C_SUB,
+    ['='] = TOK_C_SUB,
+    ['~'] = TOK_C_SUB,
+    ['+'] = TOK_C_SUB | TOK_C_LOCAL,
+    ['%'] = TOK_C_SUB | TOK_C_LOCAL | TOK_C_HOST,
+    ['.'] = TOK_C_SUB | TOK_C_LOCAL | TOK_C_HOST,
+    ['_'] = TOK_C_SUB | TOK_C_LOCAL | TOK_C_HOST,
+    ['-'] = TOK_C_SUB | TOK_C_LOCAL | TOK_C_HOST | TOK_C_LABEL,
+    ['#'] = TOK_C_URL_TAIL,
+    ['/'] = TOK_C_URL_TAIL,
+    ['?'] = TOK_C_URL_TAIL,
+    ['@'] = TOK_C_URL_TAIL,
+    ['['] = TOK_C_URL_TAIL,
+    [']'] = TOK_C_URL_TAIL,
+};
+
+static inline bool tok_is(unsigned char c, unsigned cls)
+{
+    return (tok_class[c] & cls) != 0;
+}
+
 static inline bool tok_ascii_digit(unsigned char c)
 {
-    return (unsigned char)(c - '0') < 10u;
+    return tok_is(c, TOK_C_DIGIT);
 }
 
 static inline bool tok_ascii_alnum(unsigned char c)
 {
-    return tok_ascii_digit(c) || (unsigned char)((c | 0x20) - 'a') < 26u;
-}
-
-/* Characters of an e-mail local part we recognise (a practical subset of RFC 5322). */
-static inline bool tok_local_char(unsigned char c)
-{
-    return tok_ascii_alnum(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-';
-}
-
-/* Characters of a URL's userinfo and port ("user:pass@", ":8080"). */
-static inline bool tok_userinfo_char(unsigned char c)
-{
-    return c < 0x80 && (tok_ascii_alnum(c) || (c != 0 && strchr("-._~%!$&'()*+,;=:", c)));
-}
-
-/* ASCII characters of a host name (IDN hosts may add non-ASCII word code points). */
-static inline bool tok_host_char(unsigned char c)
-{
-    return tok_ascii_alnum(c) || c == '-' || c == '.' || c == '_' || c == '%';
-}
-
-/* Characters after the host that still belong to the URL (path, query, port). */
-static inline bool tok_url_tail_char(unsigned char c)
-{
-    return c > 0x20 && c < 0x7F && c != '<' && c != '>' && c != '"' && c != '`' && c != '{' &&
-           c != '}' && c != '|' && c != '\\' && c != '^';
-}
-
-/* Decodes the valid sequence of n bytes at s (n from utf8_seq_len()). */
-static inline int32_t tok_decode(const unsigned char *s, size_t n)
-{
-    switch (n) {
-    case 1: return s[0];
-    case 2: return ((s[0] & 0x1F) << 6) | (s[1] & 0x3F);
-    case 3: return ((s[0] & 0x0F) << 12) | ((s[1] & 0x3F) << 6) | (s[2] & 0x3F);
-    default:
-        return ((s[0] & 0x07) << 18) | ((s[1] & 0x3F) << 12) | ((s[2] & 0x3F) << 6) |
-               (s[3] & 0x3F);
-    }
+    return tok_is(c, TOK_C_ALNUM);
 }
 
 static inline bool tok_cat_letter_digit_mark(utf8proc_category_t cat)
@@ -104,27 +125,6 @@ static bool tok_symbol_is_compat_alnum(int32_t cp)
     return n >= 1 && d[0] != cp && tok_cat_letter_digit(utf8proc_category(d[0]));
 }
 
-/* A non-ASCII code point that may start a word in raw text. */
-static bool tok_is_word_start(int32_t cp)
-{
-    utf8proc_category_t cat = utf8proc_category(cp);
-
-    if (tok_cat_letter_digit_mark(cat)) return true;
-    if (cat >= UTF8PROC_CATEGORY_SM && cat <= UTF8PROC_CATEGORY_SO)
-        return tok_symbol_is_compat_alnum(cp);
-    return false;
-}
-
-/*
- * A non-ASCII code point that continues a word in raw text: format characters
- * (zero-width space, soft hyphen, bidi controls) do not split "vi\u200Bagra";
- * normalisation then removes them.
- */
-static bool tok_is_word_cont(int32_t cp)
-{
-    return utf8proc_category(cp) == UTF8PROC_CATEGORY_CF || tok_is_word_start(cp);
-}
-
 /* Scripts written without spaces between words, cut into one token per character. */
 static bool tok_is_cjk(int32_t cp, utf8proc_category_t cat)
 {
@@ -134,6 +134,59 @@ static bool tok_is_cjk(int32_t cp, utf8proc_category_t cat)
                     (cp >= 0x3400 && cp <= 0x4DBF) || (cp >= 0x4E00 && cp <= 0x9FFF) ||
                     (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x20000 && cp <= 0x3FFFF);
     return in_range && tok_cat_letter_digit(cat);
+}
+
+/*
+ * What a non-ASCII code point is to the tokenizer. Looked up per code point,
+ * so the Basic Multilingual Plane is classified once per process into a table
+ * (utf8proc's category lookup and the compatibility test cost far more).
+ */
+enum {
+    TOK_U_START = 0x01, /* starts a word in raw text: L, M, N, or a letter-like symbol */
+    TOK_U_CONT = 0x02,  /* continues a word in raw text: the above, or Cf */
+    TOK_U_PIECE = 0x04, /* belongs to a piece of normalised text: L, M, N, Cf */
+    TOK_U_MARK = 0x08,  /* category M: stays with a CJK character before it */
+    TOK_U_CJK = 0x10,   /* a CJK character, a token by itself */
+};
+
+static unsigned char tok_bmp_class[0x10000];
+static pthread_once_t tok_bmp_once = PTHREAD_ONCE_INIT;
+
+static unsigned tok_compute_uclass(int32_t cp)
+{
+    utf8proc_category_t cat = utf8proc_category(cp);
+    unsigned k = 0;
+
+    if (tok_cat_letter_digit_mark(cat))
+        k |= TOK_U_START | TOK_U_CONT | TOK_U_PIECE;
+    else if (cat >= UTF8PROC_CATEGORY_SM && cat <= UTF8PROC_CATEGORY_SO &&
+             tok_symbol_is_compat_alnum(cp))
+        k |= TOK_U_START | TOK_U_CONT;
+    else if (cat == UTF8PROC_CATEGORY_CF)
+        k |= TOK_U_CONT | TOK_U_PIECE;
+    if (tok_cat_mark(cat)) k |= TOK_U_MARK;
+    if (tok_is_cjk(cp, cat)) k |= TOK_U_CJK;
+    return k;
+}
+
+static void tok_bmp_init(void)
+{
+    int32_t cp;
+
+    for (cp = 0x80; cp < 0x10000; cp++)
+        if (!(cp >= 0xD800 && cp <= 0xDFFF))
+            tok_bmp_class[cp] = (unsigned char)tok_compute_uclass(cp);
+}
+
+/* Call before tok_uclass(): once per tokenize(), not per code point. */
+static void tok_init(void)
+{
+    pthread_once(&tok_bmp_once, tok_bmp_init);
+}
+
+static inline unsigned tok_uclass(int32_t cp)
+{
+    return cp < 0x10000 ? tok_bmp_class[cp] : tok_compute_uclass(cp);
 }
 
 static void tok_emit(struct tokenizer *t, enum token_kind kind, const char *text, size_t len)
@@ -160,8 +213,6 @@ static void tok_append_uint(struct buf *b, size_t v)
 static void tok_emit_longword(struct tokenizer *t, const char *prefix, size_t prefix_len,
                               size_t n_cps)
 {
-    size_t bucket = 64;
-
     buf_clear(&t->token);
     buf_append(&t->token, "longword:", 9);
     buf_append(&t->token, prefix, prefix_len);
@@ -169,7 +220,9 @@ static void tok_emit_longword(struct tokenizer *t, const char *prefix, size_t pr
     if (n_cps > 1024) {
         buf_append(&t->token, "big", 3);
     } else {
-        while (bucket < n_cps) bucket *= 2;
+        size_t bucket = 64;
+        while (bucket < n_cps)
+            bucket *= 2;
         tok_append_uint(&t->token, bucket);
     }
     tok_emit(t, TOKEN_LONGWORD, t->token.data, t->token.len);
@@ -192,7 +245,8 @@ static void tok_emit_ascii_word(struct tokenizer *t, const unsigned char *s, siz
 
     if (n > TOKEN_MAX_CPS) {
         char prefix[TOKEN_SHAPE_PREFIX_CPS];
-        for (i = 0; i < TOKEN_SHAPE_PREFIX_CPS; i++) prefix[i] = (char)normalize_ascii_lower(s[i]);
+        for (i = 0; i < TOKEN_SHAPE_PREFIX_CPS; i++)
+            prefix[i] = (char)normalize_ascii_lower(s[i]);
         tok_emit_longword(t, prefix, TOKEN_SHAPE_PREFIX_CPS, n);
         return;
     }
@@ -201,10 +255,10 @@ static void tok_emit_ascii_word(struct tokenizer *t, const unsigned char *s, siz
         return;
     }
     if (n < TOKEN_MIN_CPS) return;
-    buf_clear(&t->token);
-    buf_reserve(&t->token, n);
+    if (t->token.cap < n + 1) buf_reserve(&t->token, n);
     d = t->token.data;
-    for (i = 0; i < n; i++) d[i] = (char)normalize_ascii_lower(s[i]);
+    for (i = 0; i < n; i++)
+        d[i] = (char)normalize_ascii_lower(s[i]);
     tok_emit(t, TOKEN_WORD, d, n);
 }
 
@@ -246,22 +300,23 @@ static void tok_emit_unicode_run(struct tokenizer *t, const unsigned char *s, si
     q = (const unsigned char *)t->span.data;
     e = q + t->span.len;
     while (q < e && !t->stopped) {
-        size_t len = utf8_seq_len(q, (size_t)(e - q));
-        int32_t cp;
-        utf8proc_category_t cat;
+        int32_t cp = 0xFFFD;
+        size_t len = normalize_decode(q, (size_t)(e - q), &cp);
+        unsigned k;
 
-        if (len == 0) len = 1, cp = 0xFFFD; /* cannot happen: utf8proc output is valid */
-        else cp = tok_decode(q, len);
-        cat = utf8proc_category(cp);
-        if (tok_is_cjk(cp, cat)) {
+        if (len == 0) len = 1; /* cannot happen: utf8proc output is valid */
+        k = cp < 0x80 ? (tok_ascii_alnum((unsigned char)cp) ? TOK_U_PIECE : 0) : tok_uclass(cp);
+        if (k & TOK_U_CJK) {
             const unsigned char *r = q + len;
             size_t cps = 1;
-            if (piece) tok_emit_piece(t, (const char *)piece, (size_t)(q - piece), piece_cps,
-                                      piece_digits, false);
+            if (piece)
+                tok_emit_piece(t, (const char *)piece, (size_t)(q - piece), piece_cps, piece_digits,
+                               false);
             piece = NULL;
             while (r < e) {
-                size_t l2 = utf8_seq_len(r, (size_t)(e - r));
-                if (l2 == 0 || !tok_cat_mark(utf8proc_category(tok_decode(r, l2)))) break;
+                int32_t cp2;
+                size_t l2 = normalize_decode(r, (size_t)(e - r), &cp2);
+                if (l2 == 0 || cp2 < 0x80 || !(tok_uclass(cp2) & TOK_U_MARK)) break;
                 r += l2;
                 cps++;
             }
@@ -269,7 +324,7 @@ static void tok_emit_unicode_run(struct tokenizer *t, const unsigned char *s, si
             q = r;
             continue;
         }
-        if (tok_cat_letter_digit_mark(cat) || cat == UTF8PROC_CATEGORY_CF) {
+        if (k & TOK_U_PIECE) {
             if (piece == NULL) {
                 piece = q;
                 piece_cps = 0;
@@ -288,30 +343,32 @@ static void tok_emit_unicode_run(struct tokenizer *t, const unsigned char *s, si
         tok_emit_piece(t, (const char *)piece, (size_t)(q - piece), piece_cps, piece_digits, false);
 }
 
-/* Cuts the word starting at s[i] (a word start) and returns the index after it. */
-static size_t tok_word(struct tokenizer *t, const unsigned char *s, size_t i, size_t len)
+/*
+ * Cuts the word starting at s[i] (a word start) and returns the index after
+ * it. s[i..ascii_end) is already known to be ASCII letters and digits (maybe
+ * empty), all digits if all_digits.
+ */
+static size_t tok_word(struct tokenizer *t, const unsigned char *s, size_t i, size_t ascii_end,
+                       bool all_digits, size_t len)
 {
-    size_t j = i, ascii_end;
-    bool all_digits = true;
+    size_t j = ascii_end;
 
-    while (j < len && s[j] < 0x80 && tok_ascii_alnum(s[j])) {
-        all_digits = all_digits && tok_ascii_digit(s[j]);
-        j++;
-    }
-    ascii_end = j;
     while (j < len) {
+        int32_t cp;
         size_t n;
         if (s[j] < 0x80) {
             if (!tok_ascii_alnum(s[j])) break;
             j++;
             continue;
         }
-        n = utf8_seq_len(s + j, len - j);
-        if (n == 0 || !tok_is_word_cont(tok_decode(s + j, n))) break;
+        n = normalize_decode(s + j, len - j, &cp);
+        if (n == 0 || !(tok_uclass(cp) & TOK_U_CONT)) break;
         j += n;
     }
-    if (j == ascii_end) tok_emit_ascii_word(t, s + i, j - i, all_digits);
-    else tok_emit_unicode_run(t, s + i, j - i);
+    if (j == ascii_end)
+        tok_emit_ascii_word(t, s + i, j - i, all_digits);
+    else
+        tok_emit_unicode_run(t, s + i, j - i);
     return j;
 }
 
@@ -338,12 +395,15 @@ static size_t tok_domain_end(const unsigned char *s, size_t i, size_t len, size_
     *n_labels = 0;
     for (;;) {
         size_t start = j;
-        while (j < len && (tok_ascii_alnum(s[j]) || s[j] == '-')) j++;
+        while (j < len && tok_is(s[j], TOK_C_LABEL))
+            j++;
         if (j == start) break;
         (*n_labels)++;
         end = j;
-        if (j + 1 < len && s[j] == '.') j++;
-        else break;
+        if (j + 1 < len && s[j] == '.')
+            j++;
+        else
+            break;
     }
     return end;
 }
@@ -368,15 +428,17 @@ static void tok_emit_prefixed(struct tokenizer *t, enum token_kind kind, const c
 
 /*
  * An e-mail address starting at s[i]: local@domain, domain with at least two
- * labels. Emits "email:<domain>" and returns the index after the domain, or
- * returns 0 and moves *no_email_before past the run that cannot start one.
+ * labels. s[i..from) is known to be local-part characters. Emits "email:<domain>" and returns the
+ * index after the domain, or returns 0 and moves *no_email_before past the run that cannot start
+ * one.
  */
-static size_t tok_try_email(struct tokenizer *t, const unsigned char *s, size_t i, size_t len,
-                            size_t *no_email_before)
+static size_t tok_try_email(struct tokenizer *t, const unsigned char *s, size_t i, size_t from,
+                            size_t len, size_t *no_email_before)
 {
-    size_t j = i, dend, n_labels;
+    size_t j = from, dend, n_labels;
 
-    while (j < len && tok_local_char(s[j])) j++;
+    while (j < len && tok_is(s[j], TOK_C_LOCAL))
+        j++;
     if (j >= len || s[j] != '@' || j == i) {
         *no_email_before = j;
         return 0;
@@ -398,20 +460,26 @@ static size_t tok_try_email(struct tokenizer *t, const unsigned char *s, size_t 
 static size_t tok_parse_url(const unsigned char *s, size_t i, size_t len, size_t *host_off,
                             size_t *host_len)
 {
-    size_t h, j, host_end;
+    size_t h, j;
     bool www = false;
 
-    if (tok_prefix(s, i, len, "https://", 8)) h = i + 8;
-    else if (tok_prefix(s, i, len, "http://", 7)) h = i + 7;
-    else if (tok_prefix(s, i, len, "ftp://", 6)) h = i + 6;
-    else if (tok_prefix(s, i, len, "www.", 4)) h = i, www = true;
-    else return 0;
+    if (tok_prefix(s, i, len, "https://", 8))
+        h = i + 8;
+    else if (tok_prefix(s, i, len, "http://", 7))
+        h = i + 7;
+    else if (tok_prefix(s, i, len, "ftp://", 6))
+        h = i + 6;
+    else if (tok_prefix(s, i, len, "www.", 4))
+        h = i, www = true;
+    else
+        return 0;
 
     if (!www) {
         /* Skip userinfo: "http://paypal.com@evil.example/" visits evil.example. */
         for (j = h;;) {
             size_t r = j;
-            while (r < len && tok_userinfo_char(s[r])) r++;
+            while (r < len && tok_is(s[r], TOK_C_USERINFO))
+                r++;
             if (r < len && s[r] == '@') {
                 j = r + 1;
                 h = j;
@@ -423,36 +491,41 @@ static size_t tok_parse_url(const unsigned char *s, size_t i, size_t len, size_t
     if (h < len && s[h] == '[') {
         /* IPv6 literal: the host is what is inside the brackets. */
         j = h + 1;
-        while (j < len && (tok_ascii_alnum(s[j]) || s[j] == ':' || s[j] == '.')) j++;
+        while (j < len && (tok_ascii_alnum(s[j]) || s[j] == ':' || s[j] == '.'))
+            j++;
         if (j >= len || s[j] != ']' || j == h + 1) return 0;
         *host_off = h + 1;
         *host_len = j - h - 1;
         j++;
     } else {
+        size_t host_end;
         j = h;
         while (j < len) {
+            int32_t cp;
             size_t n;
             if (s[j] < 0x80) {
-                if (!tok_host_char(s[j])) break;
+                if (!tok_is(s[j], TOK_C_HOST)) break;
                 j++;
                 continue;
             }
-            n = utf8_seq_len(s + j, len - j);
-            if (n == 0 || !tok_is_word_cont(tok_decode(s + j, n))) break;
+            n = normalize_decode(s + j, len - j, &cp);
+            if (n == 0 || !(tok_uclass(cp) & TOK_U_CONT)) break;
             j += n;
         }
         host_end = j;
-        while (host_end > h && s[host_end - 1] == '.') host_end--;
+        while (host_end > h && s[host_end - 1] == '.')
+            host_end--;
         if (host_end == h) return 0;
         if (www) {
             /* "www.example" alone is too weak; need "www.<label>.<label>". */
             const void *dot = host_end > h + 5 ? memchr(s + h + 5, '.', host_end - h - 5) : NULL;
-            if (s[h + 4] == '.' || dot == NULL) return 0;
+            if (host_end < h + 5 || s[h + 4] == '.' || dot == NULL) return 0;
         }
         *host_off = h;
         *host_len = host_end - h;
     }
-    while (j < len && tok_url_tail_char(s[j])) j++;
+    while (j < len && tok_is(s[j], TOK_C_URL_TAIL))
+        j++;
     return j;
 }
 
@@ -462,7 +535,8 @@ static void tok_host_normalise(struct tokenizer *t, const char *s, size_t n)
     buf_clear(&t->host);
     normalize_append(&t->norm, &t->host, s, n);
     /* NFKC can leave a trailing dot (a fullwidth letter cannot, but be exact). */
-    while (t->host.len && t->host.data[t->host.len - 1] == '.') t->host.data[--t->host.len] = '\0';
+    while (t->host.len && t->host.data[t->host.len - 1] == '.')
+        t->host.data[--t->host.len] = '\0';
 }
 
 static size_t tok_try_url(struct tokenizer *t, const unsigned char *s, size_t i, size_t len)
@@ -492,6 +566,7 @@ bool tokenizer_url_host(struct tokenizer *t, const char *s, size_t len, const ch
 {
     size_t off = 0, n = 0;
 
+    tok_init();
     if (len == 0 || tok_parse_url((const unsigned char *)s, 0, len, &off, &n) == 0) return false;
     tok_host_normalise(t, s + off, n);
     if (t->host.len == 0) return false;
@@ -509,22 +584,34 @@ size_t tokenize(struct tokenizer *t, const char *text, size_t len, token_fn fn, 
     t->ctx = ctx;
     t->n_tokens = 0;
     t->stopped = false;
+    tok_init();
     while (i < len && !t->stopped) {
         unsigned char c = s[i];
+        int32_t cp;
         size_t n;
 
         if (c < 0x80) {
+            size_t k = i;
+            bool all_digits = true;
+
             if (!tok_ascii_alnum(c)) {
                 i++;
                 continue;
             }
-            if (i >= no_email_before && (end = tok_try_email(t, s, i, len, &no_email_before))) {
+            /* The ASCII letters and digits from i, scanned once for every use below. */
+            while (k < len && tok_ascii_alnum(s[k])) {
+                all_digits = all_digits && tok_ascii_digit(s[k]);
+                k++;
+            }
+            /* An address needs the run to go on with '@' or another local-part character. */
+            if (i >= no_email_before && k < len && (s[k] == '@' || tok_is(s[k], TOK_C_LOCAL)) &&
+                (end = tok_try_email(t, s, i, k, len, &no_email_before))) {
                 i = end;
                 continue;
             }
             if ((c | 0x20) == 'm' && tok_prefix(s, i, len, "mailto:", 7) && i + 7 < len &&
                 tok_ascii_alnum(s[i + 7]) &&
-                (end = tok_try_email(t, s, i + 7, len, &no_email_before))) {
+                (end = tok_try_email(t, s, i + 7, i + 7, len, &no_email_before))) {
                 i = end;
                 continue;
             }
@@ -533,16 +620,18 @@ size_t tokenize(struct tokenizer *t, const char *text, size_t len, token_fn fn, 
                 i = end;
                 continue;
             }
-            i = tok_word(t, s, i, len);
+            i = tok_word(t, s, i, k, all_digits, len);
             continue;
         }
-        n = utf8_seq_len(s + i, len - i);
+        n = normalize_decode(s + i, len - i, &cp);
         if (n == 0) {
             i++; /* invalid byte: a separator */
             continue;
         }
-        if (tok_is_word_start(tok_decode(s + i, n))) i = tok_word(t, s, i, len);
-        else i += n;
+        if (tok_uclass(cp) & TOK_U_START)
+            i = tok_word(t, s, i, i, false, len);
+        else
+            i += n;
     }
     t->fn = NULL;
     t->ctx = NULL;

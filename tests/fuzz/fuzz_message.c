@@ -4,21 +4,30 @@
  * parsing, the feature stream and the structural checks, i.e. everything
  * `mxwarden scan` does with untrusted bytes.
  */
+#include "core/config.h"
 #include "message/message.h"
 #include "scan/scan.h"
 #include "text/features.h"
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <unistd.h>
 
 static struct scanner *fuzz_scanner;
+static struct scan_worker *fuzz_worker;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+    struct config cfg;
     (void)argc;
     (void)argv;
+    /* An empty private token store: the Bayes path runs, nothing is learned. */
+    config_defaults(&cfg);
+    snprintf(cfg.kv_uri, sizeof cfg.kv_uri, "lmdb:/tmp/mxw-fuzz-%d.lmdb", (int)getpid());
     message_library_init();
-    fuzz_scanner = scanner_new();
+    fuzz_scanner = scanner_new(&cfg);
+    fuzz_worker = scan_worker_new(fuzz_scanner);
     return 0;
 }
 
@@ -27,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *rcpt[] = {"user@example.org"};
     struct envelope env = {.mail_from = "sender@example.com", .rcpt = rcpt, .n_rcpt = 1,
                            .client_ip = "192.0.2.1", .helo = "mail.example.com"};
-    struct scan *sc = scan_message(fuzz_scanner, (const char *)data, size, &env);
+    struct scan *sc = scan_message(fuzz_worker, (const char *)data, size, &env);
     struct features f;
 
     features_extract(sc->message->arena, sc->message, &f, NULL, NULL);

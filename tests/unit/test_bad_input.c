@@ -13,15 +13,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "checks/symbols.h"
 #include "core/buf.h"
+#include "core/config.h"
 #include "message/message.h"
 #include "scan/result.h"
 #include "scan/scan.h"
 #include "text/features.h"
 
 static struct scanner *scanner;
+static struct scan_worker *worker;
 
 /* Generous: the sanitizer build is several times slower than a release build. */
 #define MAX_SECONDS 20.0
@@ -37,7 +40,7 @@ static double now(void)
 static struct scan *scan_bytes(const char *data, size_t len)
 {
     double t0 = now();
-    struct scan *sc = scan_message(scanner, data, len, NULL);
+    struct scan *sc = scan_message(worker, data, len, NULL);
     struct features f;
     features_extract(sc->message->arena, sc->message, &f, NULL, NULL);
     assert_true(now() - t0 < MAX_SECONDS);
@@ -289,11 +292,24 @@ int main(void)
         cmocka_unit_test(test_html_unclosed_tags_100000_deep),
         cmocka_unit_test(test_hostile_urls),
     };
-    int rc;
+    struct config cfg;
+    char store[] = "/tmp/mxw-bad-input-XXXXXX";
+    int rc, fd = mkstemp(store);
+
+    /* A real (empty) token store, so the Bayes path runs too. */
+    close(fd);
+    unlink(store);
+    config_defaults(&cfg);
+    snprintf(cfg.kv_uri, sizeof cfg.kv_uri, "lmdb:%s", store);
     message_library_init();
-    scanner = scanner_new();
+    scanner = scanner_new(&cfg);
+    worker = scan_worker_new(scanner);
     rc = cmocka_run_group_tests(tests, NULL, NULL);
+    scan_worker_free(worker);
     scanner_free(scanner);
     message_library_shutdown();
+    unlink(store);
+    snprintf(cfg.kv_uri, sizeof cfg.kv_uri, "%s-lock", store);
+    unlink(cfg.kv_uri);
     return rc;
 }

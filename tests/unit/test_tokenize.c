@@ -109,7 +109,8 @@ static void check_long_bucket(size_t n, bool ascii, const char *want)
     struct buf s = {0};
     size_t i;
 
-    for (i = 0; i < n; i++) buf_append_str(&s, ascii ? "X" : "\xC3\x89");
+    for (i = 0; i < n; i++)
+        buf_append_str(&s, ascii ? "X" : "\xC3\x89");
     check_tokens(s.data, want);
     buf_free(&s);
 }
@@ -136,13 +137,15 @@ static void test_megabyte_single_word(void **state)
     char *s = malloc(n);
     size_t i;
     (void)state;
-    for (i = 0; i < n; i++) s[i] = (char)('a' + i % 26);
+    for (i = 0; i < n; i++)
+        s[i] = (char)('a' + i % 26);
     tokenize(&t, s, n, collect, &c);
     assert_string_equal(c.joined.data, "longword:abc:big");
     collect_free(&c);
     memset(&c, 0, sizeof c);
     /* The same length of non-ASCII letters goes through utf8proc as one run. */
-    for (i = 0; i + 1 < n; i += 2) s[i] = '\xD0', s[i + 1] = '\x96'; /* Ж */
+    for (i = 0; i + 1 < n; i += 2)
+        s[i] = '\xD0', s[i + 1] = '\x96'; /* Ж */
     tokenize(&t, s, n, collect, &c);
     assert_string_equal(c.joined.data, "longword:\xD0\xB6\xD0\xB6\xD0\xB6:big");
     collect_free(&c);
@@ -190,7 +193,10 @@ static void test_url_host_ends_at_non_word_code_point(void **state)
     check_tokens("http://example.jp\xE3\x80\x82\xE6\x97\xA5\xE6\x9C\xAC",
                  "url:example.jp|\xE6\x97\xA5|\xE6\x9C\xAC");
     /* An IDN host in Unicode form is kept and case-folded. */
-    check_tokens("http://B\xC3\x9C" "CHER.de/x", "url:b\xC3\xBC" "cher.de");
+    check_tokens("http://B\xC3\x9C"
+                 "CHER.de/x",
+                 "url:b\xC3\xBC"
+                 "cher.de");
 }
 
 struct fake_resolver {
@@ -272,7 +278,11 @@ static void test_cjk_is_one_token_per_character(void **state)
                  "\xE6\x97\xA5|\xE6\x9C\xAC|\xE8\xAA\x9E|\xE3\x81\xAE|\xE3\x83\x86|\xE3\x82\xAD|"
                  "\xE3\x82\xB9|\xE3\x83\x88|\xE3\x82\xAB|\xE3\x82\xBF");
     /* Latin glued to Han: the Latin part stays a word. */
-    check_tokens("ABC\xE6\x97\xA5" "def", "abc|\xE6\x97\xA5|def");
+    check_tokens("ABC\xE6\x97\xA5"
+                 "def",
+                 "abc|\xE6\x97\xA5|def");
+    /* A mark after a Han character stays with it rather than becoming a piece of its own. */
+    check_tokens("\xE6\x97\xA5\xCC\x81\xE6\x9C\xAC", "\xE6\x97\xA5\xCC\x81|\xE6\x9C\xAC");
 }
 
 static void test_hangul_words_are_not_cut(void **state)
@@ -293,7 +303,11 @@ static void test_format_characters_do_not_split_words(void **state)
 {
     (void)state;
     /* Zero-width space, soft hyphen and RLO inside a word are removed, not separators. */
-    check_tokens("vi\xE2\x80\x8B" "ag\xC2\xAD" "ra fr\xE2\x80\xAE" "ee", "viagra|free");
+    check_tokens("vi\xE2\x80\x8B"
+                 "ag\xC2\xAD"
+                 "ra fr\xE2\x80\xAE"
+                 "ee",
+                 "viagra|free");
 }
 
 static void test_rtl_words(void **state)
@@ -332,7 +346,10 @@ static void test_normalisation_can_split_a_run(void **state)
 static void test_invalid_bytes_separate_words(void **state)
 {
     (void)state;
-    check_tokens("good\xFF" "bad\xC3" "ugly", "good|bad|ugly");
+    check_tokens("good\xFF"
+                 "bad\xC3"
+                 "ugly",
+                 "good|bad|ugly");
 }
 
 static void test_empty_and_separator_only_text(void **state)
@@ -377,6 +394,33 @@ static void test_tokenizer_is_reusable(void **state)
     tokenizer_free(&t);
 }
 
+/*
+ * Message texts carry a length and need not be NUL-terminated: tokenize each
+ * input from a heap block of exactly its size, so ASan sees any read past it.
+ */
+static void test_text_need_not_be_nul_terminated(void **state)
+{
+    static const char *const inputs[] = {
+        "www.",       "www.x",     "www.x.", "http://",  "http://[",     "http://[::1",
+        "https://a@", "x@",        "x@y",    "x@y.",     "mailto:",      "mailto:a",
+        "a.b.c@d",    "ab",        "7",      "\xC3\xA9", "\xE6\x97\xA5", "ab\xE2\x80\x8B",
+        "ftp://h",    "www.a.b/c", "a@b.c",
+    };
+    struct tokenizer t = {0};
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
+        size_t len = strlen(inputs[i]);
+        char *exact = malloc(len);
+        struct collected c = {0};
+        memcpy(exact, inputs[i], len);
+        tokenize(&t, exact, len, collect, &c);
+        collect_free(&c);
+        free(exact);
+    }
+    tokenizer_free(&t);
+}
+
 static double seconds_since(const struct timespec *t0)
 {
     struct timespec t1;
@@ -401,7 +445,8 @@ static void test_hostile_dotted_run_is_linear(void **state)
     size_t i, count = 0;
     (void)state;
     /* "ab.ab.ab..." with no '@': a quadratic e-mail scan would take minutes here. */
-    for (i = 0; i < n; i++) s[i] = i % 3 == 2 ? '.' : (char)('a' + i % 3);
+    for (i = 0; i < n; i++)
+        s[i] = i % 3 == 2 ? '.' : (char)('a' + i % 3);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     tokenize(&t, s, n, count_only, &count);
     assert_int_equal(count, n / 3); /* the final lone "a" is too short */
@@ -441,6 +486,7 @@ int main(void)
         cmocka_unit_test(test_empty_and_separator_only_text),
         cmocka_unit_test(test_callback_can_stop),
         cmocka_unit_test(test_tokenizer_is_reusable),
+        cmocka_unit_test(test_text_need_not_be_nul_terminated),
         cmocka_unit_test(test_hostile_dotted_run_is_linear),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

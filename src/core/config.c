@@ -1,0 +1,134 @@
+/*
+ * config - INI configuration over defaults. See config.h.
+ */
+#include "core/config.h"
+#include "core/log.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+struct config_parse {
+    struct config *cfg;
+    const char *path;
+    char error[256];
+};
+
+void config_defaults(struct config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->kv_uri, sizeof cfg->kv_uri, "lmdb:var/tokens.lmdb");
+    cfg->bayes_min_learns = 200;
+    cfg->bayes_min_learns_class = 50;
+    cfg->bayes_per_tenant = false;
+    cfg->autolearn = false;
+    cfg->autolearn_spam = 12.0;
+    cfg->autolearn_ham = -2.0;
+}
+
+static int config_bool(const char *v, bool *out)
+{
+    if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcasecmp(v, "on") || !strcmp(v, "1"))
+        *out = true;
+    else if (!strcasecmp(v, "no") || !strcasecmp(v, "false") || !strcasecmp(v, "off") ||
+             !strcmp(v, "0"))
+        *out = false;
+    else
+        return -1;
+    return 0;
+}
+
+static int config_unsigned(const char *v, unsigned *out)
+{
+    char *end;
+    unsigned long n;
+    errno = 0;
+    n = strtoul(v, &end, 10);
+    if (errno || *v == '-' || end == v || *end || n > 100000000) return -1;
+    *out = (unsigned)n;
+    return 0;
+}
+
+static int config_double(const char *v, double *out)
+{
+    char *end;
+    double d;
+    errno = 0;
+    d = strtod(v, &end);
+    if (errno || end == v || *end || !isfinite(d)) return -1;
+    *out = d;
+    return 0;
+}
+
+static int config_string(const char *v, char *out)
+{
+    if (strlen(v) >= CONFIG_MAX_VALUE) return -1;
+    strcpy(out, v);
+    return 0;
+}
+
+/* inih callback: returns 0 to stop at the first bad value. */
+static int config_handler(void *user, const char *section, const char *name, const char *value)
+{
+    struct config_parse *p = user;
+    struct config *c = p->cfg;
+    int rc;
+
+    if (!strcmp(section, "store") && !strcmp(name, "kv"))
+        rc = config_string(value, c->kv_uri);
+    else if (!strcmp(section, "bayes") && !strcmp(name, "min_learns"))
+        rc = config_unsigned(value, &c->bayes_min_learns);
+    else if (!strcmp(section, "bayes") && !strcmp(name, "min_learns_class"))
+        rc = config_unsigned(value, &c->bayes_min_learns_class);
+    else if (!strcmp(section, "bayes") && !strcmp(name, "per_tenant"))
+        rc = config_bool(value, &c->bayes_per_tenant);
+    else if (!strcmp(section, "bayes") && !strcmp(name, "autolearn"))
+        rc = config_bool(value, &c->autolearn);
+    else if (!strcmp(section, "bayes") && !strcmp(name, "autolearn_spam"))
+        rc = config_double(value, &c->autolearn_spam);
+    else if (!strcmp(section, "bayes") && !strcmp(name, "autolearn_ham"))
+        rc = config_double(value, &c->autolearn_ham);
+    else {
+        log_warn("msg=\"unknown setting ignored\" file=%s section=%s key=%s", p->path, section,
+                 name);
+        return 1;
+    }
+    if (rc != 0) {
+        snprintf(p->error, sizeof p->error, "bad value for [%s] %s: \"%.80s\"", section, name,
+                 value);
+        return 0;
+    }
+    return 1;
+}
+
+int config_load(const char *path, struct config *cfg)
+{
+    struct config_parse p = {.cfg = cfg};
+    int rc;
+
+    if (path == NULL) {
+        if (access("mxwarden.conf", R_OK) != 0) return 0;
+        path = "mxwarden.conf";
+    }
+    p.path = path;
+    rc = ini_parse(path, config_handler, &p);
+    if (rc == -1) {
+        err_set("%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    if (p.error[0]) {
+        /* inih returns the line of the first error, which is the bad value. */
+        err_set("%s:%d: %s", path, rc, p.error);
+        return -1;
+    }
+    if (rc != 0) {
+        err_set("%s:%d: syntax error", path, rc);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,45 @@
+/*
+ * config - mxwarden.conf, an INI file (inih), with built-in defaults.
+ *
+ * Every setting has a default, so no file is needed on one machine. Unknown
+ * sections and keys are warned about (file, section, key) and ignored, so a newer
+ * configuration does not stop an older binary; a value that does not parse is
+ * an error. Live per-domain settings live in the records database, not here.
+ *
+ *   [store]
+ *   kv = lmdb:var/tokens.lmdb        ; or redis://[:password@]host:port[/db]
+ *   [bayes]
+ *   min_learns = 200                 ; spam and ham each, before any Bayes symbol
+ *   min_learns_class = 50            ; phishing, bec, newsletter, transactional
+ *   per_tenant = no                  ; also keep statistics per recipient domain
+ *   autolearn = no
+ *   autolearn_spam = 12.0            ; score >= this learns spam
+ *   autolearn_ham = -2.0             ; score <= this learns ham
+ */
+#ifndef MXW_CONFIG_H
+#define MXW_CONFIG_H
+
+#include <stdbool.h>
+
+#define CONFIG_MAX_VALUE 512
+
+struct config {
+    char kv_uri[CONFIG_MAX_VALUE];
+    unsigned bayes_min_learns;
+    unsigned bayes_min_learns_class;
+    bool bayes_per_tenant;
+    bool autolearn;
+    double autolearn_spam;
+    double autolearn_ham;
+};
+
+/* Fills cfg with the defaults. */
+void config_defaults(struct config *cfg);
+/*
+ * Loads path over the defaults. path NULL: "mxwarden.conf" if it exists,
+ * else the defaults alone. Returns 0, or -1 with err_set() naming the file
+ * and line of the first bad value (or why the file cannot be read).
+ */
+int config_load(const char *path, struct config *cfg);
+
+#endif

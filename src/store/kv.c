@@ -1,0 +1,320 @@
+/*
+ * kv - the front of the store: picks a backend from the URI, checks every
+ * argument once so backends need not, and keeps the write batch. See kv.h.
+ *
+ * URIs: "lmdb:PATH[?opts]" goes to kv_lmdb.c, "redis://...[?opts]" to
+ * kv_redis.c; anything else is KV_ERR. The backend parses the rest.
+ *
+ * The batch is built for the learning path, which queues ~3,000 increments
+ * per message: operations are fixed-size records in one growable array,
+ * their deltas and blob bytes live in two more, and namespaces are interned
+ * (a message touches a handful), so adding an operation allocates nothing
+ * beyond amortised growth. An operation the front refuses (bad width, a key
+ * or namespace too long) is not queued; it marks the batch invalid and the
+ * commit fails with KV_ERR and the reason, so a caller bug cannot half-apply
+ * a batch. kv_batch_clear() keeps the capacity for the next message.
+ */
+#include "store/kv.h"
+#include "store/kv_backend.h"
+#include "core/file.h"
+#include "core/log.h"
+#include "core/xalloc.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct kv {
+    const struct kv_ops *ops;
+    void *state; /* owned by ops; freed by ops->close */
+};
+
+uint64_t kv_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int kv_open(const char *uri, struct kv **out)
+{
+    const struct kv_ops *ops;
+    const char *spec;
+    void *state = NULL;
+    int rc;
+
+    *out = NULL;
+    if (uri == NULL || *uri == '\0') {
+        err_set("kv: empty store URI");
+        return KV_ERR;
+    }
+    if (strncmp(uri, "lmdb:", 5) == 0) {
+        char path[4096];
+        ops = &kv_lmdb_ops;
+        spec = uri + 5;
+        /* The embedded default must just work: create var/ (or wherever) first. */
+        snprintf(path, sizeof path, "%.*s", (int)strcspn(spec, "?"), spec);
+        if (file_mkdir_parents(path) != 0) return KV_ERR;
+    } else if (strncmp(uri, "redis://", 8) == 0) {
+        ops = &kv_redis_ops;
+        spec = uri + 8;
+    } else {
+        err_set("kv: unknown store URI \"%.100s\" (expected lmdb:PATH or redis://HOST:PORT)", uri);
+        return KV_ERR;
+    }
+    rc = ops->open(spec, &state);
+    if (rc != KV_OK) return rc;
+    *out = xmalloc(sizeof **out);
+    (*out)->ops = ops;
+    (*out)->state = state;
+    return KV_OK;
+}
+
+void kv_close(struct kv *kv)
+{
+    if (kv == NULL) return;
+    kv->ops->close(kv->state);
+    free(kv);
+}
+
+const char *kv_backend_name(const struct kv *kv)
+{
+    return kv->ops->name;
+}
+
+/* Returns the namespace's length, or 0 with err_set() if it is unusable. */
+static size_t kv_check_ns(const char *ns)
+{
+    size_t len;
+    if (ns == NULL || *ns == '\0') {
+        err_set("kv: empty namespace");
+        return 0;
+    }
+    len = strnlen(ns, KV_MAX_NS + 1);
+    if (len > KV_MAX_NS) {
+        err_set("kv: namespace \"%.40s...\" longer than %d bytes", ns, KV_MAX_NS);
+        return 0;
+    }
+    return len;
+}
+
+int kv_counters_get(struct kv *kv, const char *ns, const uint64_t *keys, size_t n,
+                    unsigned width, uint32_t *out)
+{
+    size_t ns_len = kv_check_ns(ns);
+    if (ns_len == 0) return KV_ERR;
+    if (width < 1 || width > KV_MAX_WIDTH) {
+        err_set("kv: counter width %u outside 1..%d", width, KV_MAX_WIDTH);
+        return KV_ERR;
+    }
+    if (n == 0) return KV_OK;
+    return kv->ops->counters_get(kv->state, ns, ns_len, keys, n, width, out);
+}
+
+int kv_get(struct kv *kv, const char *ns, const void *key, size_t key_len, struct buf *value,
+           bool *found)
+{
+    size_t ns_len = kv_check_ns(ns);
+    *found = false;
+    if (ns_len == 0) return KV_ERR;
+    if (key_len > KV_MAX_KEY) {
+        err_set("kv: key of %zu bytes longer than %d", key_len, KV_MAX_KEY);
+        return KV_ERR;
+    }
+    return kv->ops->get(kv->state, ns, ns_len, key, key_len, value, found);
+}
+
+int kv_stat(struct kv *kv, struct kv_stat *st)
+{
+    memset(st, 0, sizeof *st);
+    return kv->ops->stat(kv->state, st);
+}
+
+/* ---- the batch ---- */
+
+struct kv_batch *kv_batch_new(void)
+{
+    return xcalloc(1, sizeof(struct kv_batch));
+}
+
+void kv_batch_free(struct kv_batch *b)
+{
+    if (b == NULL) return;
+    free(b->ops);
+    free(b->deltas);
+    free(b->bytes);
+    free(b->names);
+    free(b->ns);
+    free(b);
+}
+
+void kv_batch_clear(struct kv_batch *b)
+{
+    /* Capacity is kept: the next message queues about as much. Interned names
+     * are dropped so a long-lived batch cannot accumulate namespaces. */
+    b->n_ops = b->n_deltas = b->n_bytes = b->names_len = b->n_ns = 0;
+    b->last_ns = 0;
+    b->n_expect = b->n_blob_ops = 0;
+    b->has_negative = false;
+    b->invalid[0] = '\0';
+}
+
+size_t kv_batch_size(const struct kv_batch *b)
+{
+    return b->n_ops;
+}
+
+/* Grows *arr (of elem_bytes each) so that it holds at least need elements. */
+static void kv_grow(void **arr, size_t *cap, size_t need, size_t elem_bytes, size_t first)
+{
+    size_t new_cap;
+    if (need <= *cap) return;
+    new_cap = *cap ? *cap : first;
+    while (new_cap < need) new_cap *= 2;
+    *arr = xrealloc(*arr, new_cap * elem_bytes);
+    *cap = new_cap;
+}
+
+static void kv_batch_refuse(struct kv_batch *b, const char *reason)
+{
+    /* The first refusal is the one worth reporting; later ones are usually its echoes. */
+    if (b->invalid[0] == '\0') snprintf(b->invalid, sizeof b->invalid, "%s", reason);
+}
+
+/* Index of ns in the batch's namespace table, added if new; or -1 if ns is unusable. */
+static long kv_batch_intern(struct kv_batch *b, const char *ns)
+{
+    size_t len, i;
+
+    if (ns != NULL && b->n_ns > 0 && strcmp(b->names + b->ns[b->last_ns].off, ns) == 0)
+        return (long)b->last_ns;
+    len = kv_check_ns(ns);
+    if (len == 0) {
+        kv_batch_refuse(b, err_msg());
+        return -1;
+    }
+    for (i = 0; i < b->n_ns; i++) {
+        if (b->ns[i].len == len && memcmp(b->names + b->ns[i].off, ns, len) == 0) {
+            b->last_ns = i;
+            return (long)i;
+        }
+    }
+    kv_grow((void **)&b->names, &b->names_cap, b->names_len + len + 1, 1, 256);
+    kv_grow((void **)&b->ns, &b->cap_ns, b->n_ns + 1, sizeof *b->ns, 8);
+    memcpy(b->names + b->names_len, ns, len + 1);
+    b->ns[b->n_ns].off = b->names_len;
+    b->ns[b->n_ns].len = len;
+    b->names_len += len + 1;
+    b->last_ns = b->n_ns++;
+    return (long)b->last_ns;
+}
+
+static struct kv_op *kv_batch_push(struct kv_batch *b, enum kv_op_kind kind, long ns)
+{
+    struct kv_op *op;
+    kv_grow((void **)&b->ops, &b->cap_ops, b->n_ops + 1, sizeof *b->ops, 64);
+    op = &b->ops[b->n_ops++];
+    memset(op, 0, sizeof *op);
+    op->kind = (uint8_t)kind;
+    op->ns = (uint32_t)ns;
+    return op;
+}
+
+void kv_batch_incr(struct kv_batch *b, const char *ns, uint64_t key, unsigned width,
+                   const int32_t *deltas, unsigned ttl_seconds)
+{
+    struct kv_op *op;
+    long ns_index;
+    unsigned c;
+
+    assert(deltas != NULL || width == 0);
+    if (width < 1 || width > KV_MAX_WIDTH) {
+        char reason[80];
+        snprintf(reason, sizeof reason, "kv: counter width %u outside 1..%d", width,
+                 KV_MAX_WIDTH);
+        kv_batch_refuse(b, reason);
+        return;
+    }
+    ns_index = kv_batch_intern(b, ns);
+    if (ns_index < 0) return;
+    kv_grow((void **)&b->deltas, &b->cap_deltas, b->n_deltas + width, sizeof *b->deltas, 256);
+    op = kv_batch_push(b, KV_OP_INCR, ns_index);
+    op->width = (uint8_t)width;
+    op->key = key;
+    op->ttl_seconds = ttl_seconds;
+    op->data_off = b->n_deltas;
+    for (c = 0; c < width; c++) {
+        b->deltas[b->n_deltas++] = deltas[c];
+        if (deltas[c] < 0) op->has_negative = true;
+    }
+    if (op->has_negative) b->has_negative = true;
+}
+
+/* Queues a blob operation; value may be NULL (no value bytes). */
+static void kv_batch_blob(struct kv_batch *b, enum kv_op_kind kind, const char *ns,
+                          const void *key, size_t key_len, const void *value, size_t value_len,
+                          unsigned ttl_seconds)
+{
+    struct kv_op *op;
+    long ns_index;
+
+    if (key_len > KV_MAX_KEY) {
+        char reason[80];
+        snprintf(reason, sizeof reason, "kv: key of %zu bytes longer than %d", key_len,
+                 KV_MAX_KEY);
+        kv_batch_refuse(b, reason);
+        return;
+    }
+    if (value_len > UINT32_MAX) {
+        kv_batch_refuse(b, "kv: blob value of 4 GiB or more");
+        return;
+    }
+    ns_index = kv_batch_intern(b, ns);
+    if (ns_index < 0) return;
+    kv_grow((void **)&b->bytes, &b->cap_bytes, b->n_bytes + key_len + value_len, 1, 1024);
+    op = kv_batch_push(b, kind, ns_index);
+    op->key_len = (uint32_t)key_len;
+    op->value_len = value ? value_len : 0;
+    op->ttl_seconds = ttl_seconds;
+    op->data_off = b->n_bytes;
+    if (key_len) memcpy(b->bytes + b->n_bytes, key, key_len);
+    b->n_bytes += key_len;
+    if (value && value_len) memcpy(b->bytes + b->n_bytes, value, value_len);
+    b->n_bytes += op->value_len;
+    b->n_blob_ops++;
+}
+
+void kv_batch_put(struct kv_batch *b, const char *ns, const void *key, size_t key_len,
+                  const void *value, size_t value_len, unsigned ttl_seconds)
+{
+    /* A NULL value with a length would be a caller bug; store it as empty. */
+    kv_batch_blob(b, KV_OP_PUT, ns, key, key_len, value ? value : "", value ? value_len : 0,
+                  ttl_seconds);
+}
+
+void kv_batch_del(struct kv_batch *b, const char *ns, const void *key, size_t key_len)
+{
+    kv_batch_blob(b, KV_OP_DEL, ns, key, key_len, NULL, 0, 0);
+}
+
+void kv_batch_expect(struct kv_batch *b, const char *ns, const void *key, size_t key_len,
+                     const void *value, size_t value_len)
+{
+    size_t before = b->n_ops;
+    kv_batch_blob(b, KV_OP_EXPECT, ns, key, key_len, value, value_len, 0);
+    if (b->n_ops == before) return;
+    b->ops[b->n_ops - 1].expect_absent = (value == NULL);
+    b->n_expect++;
+}
+
+int kv_batch_commit(struct kv *kv, struct kv_batch *b)
+{
+    if (b->invalid[0] != '\0') {
+        err_set("kv: batch refused, nothing written: %s", b->invalid);
+        return KV_ERR;
+    }
+    if (b->n_ops == 0) return KV_OK;
+    return kv->ops->commit(kv->state, b);
+}
