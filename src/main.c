@@ -2,7 +2,7 @@
  * main - the mxwarden command: dispatches to subcommands.
  *
  *   mxwarden [-c FILE] scan [--json] [--from A] [--rcpt A]... [--ip IP] [--helo H] FILE...|-
- *   mxwarden [-c FILE] learn --class CLASS [--tenant DOMAIN] PATH...
+ *   mxwarden [-c FILE] learn --class CLASS [--tenant DOMAIN] [--files-from] PATH...
  *   mxwarden [-c FILE] unlearn PATH...
  *   mxwarden [-c FILE] stat [--tenant DOMAIN]
  *   mxwarden dump FILE|-
@@ -27,6 +27,7 @@
 #include "store/kv.h"
 #include "text/features.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,10 +48,12 @@ static void usage(FILE *f)
             "usage: mxwarden [-c mxwarden.conf] COMMAND [OPTIONS]\n"
             "\n"
             "commands:\n"
-            "  scan [--json] [--from ADDR] [--rcpt ADDR]... [--ip IP] [--helo NAME] FILE...|-\n"
+            "  scan [--json] [--from ADDR] [--rcpt ADDR]... [--ip IP] [--helo NAME]\n"
+            "       [--files-from] FILE...|-\n"
             "                  scan messages and print their spam reports\n"
-            "  learn --class CLASS [--tenant DOMAIN] PATH...\n"
-            "                  teach the Bayes classifier (files, directories, mbox files);\n"
+            "  learn --class CLASS [--tenant DOMAIN] [--files-from] PATH...\n"
+            "                  teach the Bayes classifier (files, directories, mbox files;\n"
+            "                  --files-from: each PATH is a list of paths, - for stdin);\n"
             "                  CLASS: spam, ham, phishing, bec, newsletter, transactional\n"
             "  unlearn PATH... undo what learning these messages did\n"
             "  stat [--tenant DOMAIN]\n"
@@ -85,23 +88,54 @@ static int read_input(const char *path, char **data, size_t *len)
     return 0;
 }
 
+struct scan_run {
+    struct scan_worker *worker;
+    const struct envelope *env;
+    struct buf out;
+    int json, many, status;
+};
+
+static void scan_one(struct scan_run *run, const char *path)
+{
+    char *data;
+    size_t len;
+    struct scan *sc;
+
+    if (read_input(path, &data, &len) != 0) {
+        run->status = EXIT_UNREADABLE;
+        return;
+    }
+    sc = scan_message(run->worker, data, len, run->env);
+    buf_clear(&run->out);
+    if (run->json) {
+        report_json(&run->out, &sc->result, path);
+        buf_append_char(&run->out, '\n');
+    } else {
+        if (run->many) buf_printf(&run->out, "File: %s\n", path);
+        report_text(&run->out, &sc->result);
+        if (run->many) buf_append_char(&run->out, '\n');
+    }
+    write_out(&run->out);
+    scan_free(sc);
+    free(data);
+}
+
 static int cmd_scan(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"json", no_argument, NULL, 'j'},     {"from", required_argument, NULL, 'f'},
         {"rcpt", required_argument, NULL, 'r'}, {"ip", required_argument, NULL, 'i'},
         {"helo", required_argument, NULL, 'h'}, {"help", no_argument, NULL, '?'},
-        {NULL, 0, NULL, 0}};
+        {"files-from", no_argument, NULL, 'F'}, {NULL, 0, NULL, 0}};
     struct envelope env = {0};
+    struct scan_run run = {.env = &env};
     const char **rcpt = NULL;
-    int json = 0, c, i, status = 0;
+    int c, i, files_from = 0;
     struct scanner *scanner;
-    struct scan_worker *worker;
-    struct buf out = {0};
 
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'j': json = 1; break;
+        case 'j': run.json = 1; break;
         case 'f': env.mail_from = optarg; break;
         case 'r':
             rcpt = xrealloc(rcpt, (env.n_rcpt + 1) * sizeof *rcpt);
@@ -109,6 +143,7 @@ static int cmd_scan(int argc, char **argv)
             break;
         case 'i': env.client_ip = optarg; break;
         case 'h': env.helo = optarg; break;
+        case 'F': files_from = 1; break;
         default: usage(stderr); free(rcpt); return EXIT_USAGE;
         }
     }
@@ -119,36 +154,32 @@ static int cmd_scan(int argc, char **argv)
         return EXIT_USAGE;
     }
     scanner = scanner_new(&config);
-    worker = scan_worker_new(scanner);
+    run.worker = scan_worker_new(scanner);
+    run.many = files_from || argc - optind > 1;
     for (i = optind; i < argc; i++) {
-        char *data;
-        size_t len;
-        struct scan *sc;
-
-        if (read_input(argv[i], &data, &len) != 0) {
-            status = EXIT_UNREADABLE;
-            continue;
-        }
-        sc = scan_message(worker, data, len, &env);
-        buf_clear(&out);
-        if (json) {
-            report_json(&out, &sc->result, argv[i]);
-            buf_append_char(&out, '\n');
+        if (files_from) {
+            FILE *list = strcmp(argv[i], "-") == 0 ? stdin : fopen(argv[i], "r");
+            char line[4096];
+            if (list == NULL) {
+                fprintf(stderr, "mxwarden: %s: %s\n", argv[i], strerror(errno));
+                run.status = EXIT_UNREADABLE;
+                continue;
+            }
+            while (fgets(line, sizeof line, list)) {
+                line[strcspn(line, "\r\n")] = '\0';
+                if (line[0]) scan_one(&run, line);
+            }
+            if (list != stdin) fclose(list);
         } else {
-            if (argc - optind > 1) buf_printf(&out, "File: %s\n", argv[i]);
-            report_text(&out, &sc->result);
-            if (i + 1 < argc) buf_append_char(&out, '\n');
+            scan_one(&run, argv[i]);
         }
-        write_out(&out);
-        scan_free(sc);
-        free(data);
     }
     fflush(stdout);
-    buf_free(&out);
-    scan_worker_free(worker);
+    buf_free(&run.out);
+    scan_worker_free(run.worker);
     scanner_free(scanner);
     free(rcpt);
-    return status;
+    return run.status;
 }
 
 /* ---- learn / unlearn / stat ---- */
@@ -228,10 +259,11 @@ static int cmd_learn(int argc, char **argv, int unlearn)
 {
     static const struct option opts[] = {{"class", required_argument, NULL, 'c'},
                                          {"tenant", required_argument, NULL, 't'},
+                                         {"files-from", no_argument, NULL, 'f'},
                                          {NULL, 0, NULL, 0}};
     struct learn_run run = {.cls = -1};
     struct kv *kv = NULL;
-    int c, i;
+    int c, i, files_from = 0;
 
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -245,6 +277,7 @@ static int cmd_learn(int argc, char **argv, int unlearn)
             }
             break;
         case 't': run.tenant = optarg; break;
+        case 'f': files_from = 1; break;
         default: goto usage;
         }
     }
@@ -254,7 +287,34 @@ static int cmd_learn(int argc, char **argv, int unlearn)
         return EXIT_STORE;
     }
     run.progress = isatty(STDERR_FILENO);
-    for (i = optind; i < argc && !run.stop; i++) source_each(argv[i], learn_message, learn_error, &run);
+    bayes_set_bulk(run.bayes, true);
+    for (i = optind; i < argc && !run.stop; i++) {
+        if (files_from) {
+            FILE *list = strcmp(argv[i], "-") == 0 ? stdin : fopen(argv[i], "r");
+            char line[4096];
+            if (list == NULL) {
+                learn_error(&run, argv[i], strerror(errno));
+                continue;
+            }
+            while (!run.stop && fgets(line, sizeof line, list)) {
+                line[strcspn(line, "\r\n")] = '\0';
+                if (line[0]) source_each(line, learn_message, learn_error, &run);
+            }
+            if (list != stdin) fclose(list);
+        } else {
+            source_each(argv[i], learn_message, learn_error, &run);
+        }
+    }
+    {
+        size_t dropped = 0;
+        if (bayes_flush(run.bayes, &dropped) != 0) {
+            fprintf(stderr, "mxwarden: the last %zu messages were not learned: %s\n", dropped,
+                    err_msg());
+            run.failed += (long)dropped;
+            run.done -= (long)dropped < run.done ? (long)dropped : run.done;
+            run.stop = 1;
+        }
+    }
     if (run.progress) fprintf(stderr, "\r\033[K");
     if (unlearn)
         printf("unlearned %ld, not learned before %ld, errors %ld\n", run.done, run.already,

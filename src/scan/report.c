@@ -66,6 +66,7 @@ void report_json(struct buf *out, const struct scan_result *r, const char *file)
     report_json_number(out, r->thresholds.reject);
     buf_append_str(out, "},\"decided_by\":");
     buf_append_json_string(out, r->decided_by, strlen(r->decided_by));
+    if (r->bayes_ready) buf_printf(out, ",\"bayes\":{\"p_spam\":%.6f}", r->bayes_p_spam);
     buf_append_str(out, ",\"symbols\":[");
     for (i = 0; i < r->n_hits; i++) {
         const struct symbol_hit *h = &r->hits[i];

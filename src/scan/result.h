@@ -10,6 +10,7 @@
 #ifndef MXW_RESULT_H
 #define MXW_RESULT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct arena;
@@ -52,6 +53,8 @@ struct scan_result {
     enum scan_action action;
     struct thresholds thresholds;
     const char *decided_by; /* whose thresholds applied, e.g. "default" */
+    bool bayes_ready;       /* the statistical classifier had enough to decide */
+    double bayes_p_spam;    /* its spam probability (0..1) when bayes_ready */
 };
 
 const char *scan_action_name(enum scan_action action);

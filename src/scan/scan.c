@@ -128,6 +128,10 @@ struct scan *scan_message(struct scan_worker *w, const char *data, size_t len,
     features_extract(m->arena, m, &f, NULL, NULL);
     if (bayes) rc = bayes_classify(bayes, &f, scan_tenant(m), &br);
     bayes_check_symbols(&s->bayes, rc, &br, &sc->result);
+    if (rc == 0 && br.ready) {
+        sc->result.bayes_ready = true;
+        sc->result.bayes_p_spam = br.p_spam;
+    }
     result_finish(&sc->result, &t, "default");
 
     if (bayes && s->cfg.autolearn && rc == 0) {

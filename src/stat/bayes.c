@@ -56,6 +56,9 @@ struct bayes {
     size_t set_slots;
     uint32_t generation;
     struct kv_batch *batch;
+    bool bulk;
+    size_t pending;                                       /* messages queued in bulk mode */
+    uint8_t pending_digests[BAYES_BULK_MESSAGES][BAYES_DIGEST_BYTES];
 };
 
 static const char *const bayes_class_names[BAYES_N_CLASSES] = {
@@ -371,6 +374,13 @@ static int bayes_relearn(struct bayes *b, const uint8_t digest[BAYES_DIGEST_BYTE
     size_t n;
     int rc;
 
+    if (b->bulk) {
+        /* The same message twice in one group would read a record not yet written. */
+        size_t i;
+        for (i = 0; i < b->pending; i++)
+            if (memcmp(b->pending_digests[i], digest, BAYES_DIGEST_BYTES) == 0) break;
+        if (i < b->pending && (rc = bayes_flush(b, NULL)) != KV_OK) goto out;
+    }
     if ((rc = kv_get(b->kv, "bd", digest, BAYES_DIGEST_BYTES, &rec, &found)) != KV_OK) goto out;
     *old_cls = found && rec.len >= 2 ? (unsigned char)rec.data[0] : -1;
     if (found && rec.len > 2) snprintf(old_tenant, sizeof old_tenant, "%.*s", (int)(rec.len - 2),
@@ -386,7 +396,7 @@ static int bayes_relearn(struct bayes *b, const uint8_t digest[BAYES_DIGEST_BYTE
         goto out;
     }
     n = bayes_unique(b, f);
-    kv_batch_clear(b->batch);
+    if (!b->bulk) kv_batch_clear(b->batch);
     kv_batch_expect(b->batch, "bd", digest, BAYES_DIGEST_BYTES, found ? rec.data : NULL,
                     found ? rec.len : 0);
     if (*old_cls >= 0) {
@@ -409,6 +419,11 @@ static int bayes_relearn(struct bayes *b, const uint8_t digest[BAYES_DIGEST_BYTE
         kv_batch_put(b->batch, "bv", "stream", 6, version, strlen(version), 0);
     } else {
         kv_batch_del(b->batch, "bd", digest, BAYES_DIGEST_BYTES);
+    }
+    if (b->bulk) {
+        memcpy(b->pending_digests[b->pending++], digest, BAYES_DIGEST_BYTES);
+        rc = b->pending == BAYES_BULK_MESSAGES ? bayes_flush(b, NULL) : KV_OK;
+        goto out;
     }
     rc = kv_batch_commit(b->kv, b->batch);
     if (rc == KV_OK) b->version_checked = 1;
@@ -462,4 +477,29 @@ int bayes_unlearn(struct bayes *b, const uint8_t digest[BAYES_DIGEST_BYTES],
     }
     *was = (enum bayes_class)old;
     return 0;
+}
+
+void bayes_set_bulk(struct bayes *b, bool bulk)
+{
+    if (b->bulk && !bulk) bayes_flush(b, NULL);
+    b->bulk = bulk;
+    if (bulk) kv_batch_clear(b->batch);
+}
+
+int bayes_flush(struct bayes *b, size_t *dropped)
+{
+    int rc = KV_OK;
+    if (dropped) *dropped = 0;
+    if (b->pending == 0) return KV_OK;
+    rc = kv_batch_commit(b->kv, b->batch);
+    if (rc == KV_OK) {
+        b->version_checked = 1;
+    } else {
+        if (dropped) *dropped = b->pending;
+        log_warn("msg=\"bulk learn group not committed\" messages=%zu reason=\"%s\"", b->pending,
+                 err_msg());
+    }
+    kv_batch_clear(b->batch);
+    b->pending = 0;
+    return rc;
 }

@@ -105,6 +105,19 @@ int bayes_unlearn(struct bayes *b, const uint8_t digest[BAYES_DIGEST_BYTES],
 /* The class digest was learned as (-1 if it was not) and by whom (origin may be NULL). */
 int bayes_learned_class(struct bayes *b, const uint8_t digest[BAYES_DIGEST_BYTES], int *cls,
                         enum bayes_origin *origin);
+/*
+ * Bulk mode, for learning a corpus: learns and unlearns are queued and
+ * committed together every BAYES_BULK_MESSAGES messages (and by
+ * bayes_flush()), which is many times faster than a commit per message. The
+ * group is still all or nothing: if a flush fails, none of the queued
+ * messages is learned, and bayes_flush() says how many were dropped.
+ */
+#define BAYES_BULK_MESSAGES 256
+void bayes_set_bulk(struct bayes *b, bool bulk);
+/* Commits what bulk mode queued. *dropped (may be NULL) is set to the number
+ * of queued messages lost when the commit fails. */
+int bayes_flush(struct bayes *b, size_t *dropped);
+
 /* Learned messages per class for tenant (NULL: global). */
 int bayes_stat(struct bayes *b, const char *tenant, struct bayes_stat *st);
 
