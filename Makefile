@@ -50,6 +50,7 @@ fuzz: deps $(FUZZ_BUILD)/.configured
 bench: build
 	@scripts/install-deps bench
 	@bench/parse
+	@bench/accuracy
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
