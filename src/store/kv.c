@@ -100,8 +100,8 @@ static size_t kv_check_ns(const char *ns)
     return len;
 }
 
-int kv_counters_get(struct kv *kv, const char *ns, const uint64_t *keys, size_t n,
-                    unsigned width, uint32_t *out)
+int kv_counters_get(struct kv *kv, const char *ns, const uint64_t *keys, size_t n, unsigned width,
+                    uint32_t *out)
 {
     size_t ns_len = kv_check_ns(ns);
     if (ns_len == 0) return KV_ERR;
@@ -172,7 +172,8 @@ static void kv_grow(void **arr, size_t *cap, size_t need, size_t elem_bytes, siz
     size_t new_cap;
     if (need <= *cap) return;
     new_cap = *cap ? *cap : first;
-    while (new_cap < need) new_cap *= 2;
+    while (new_cap < need)
+        new_cap *= 2;
     *arr = xrealloc(*arr, new_cap * elem_bytes);
     *cap = new_cap;
 }
@@ -232,8 +233,7 @@ void kv_batch_incr(struct kv_batch *b, const char *ns, uint64_t key, unsigned wi
     assert(deltas != NULL || width == 0);
     if (width < 1 || width > KV_MAX_WIDTH) {
         char reason[80];
-        snprintf(reason, sizeof reason, "kv: counter width %u outside 1..%d", width,
-                 KV_MAX_WIDTH);
+        snprintf(reason, sizeof reason, "kv: counter width %u outside 1..%d", width, KV_MAX_WIDTH);
         kv_batch_refuse(b, reason);
         return;
     }
@@ -253,17 +253,15 @@ void kv_batch_incr(struct kv_batch *b, const char *ns, uint64_t key, unsigned wi
 }
 
 /* Queues a blob operation; value may be NULL (no value bytes). */
-static void kv_batch_blob(struct kv_batch *b, enum kv_op_kind kind, const char *ns,
-                          const void *key, size_t key_len, const void *value, size_t value_len,
-                          unsigned ttl_seconds)
+static void kv_batch_blob(struct kv_batch *b, enum kv_op_kind kind, const char *ns, const void *key,
+                          size_t key_len, const void *value, size_t value_len, unsigned ttl_seconds)
 {
     struct kv_op *op;
     long ns_index;
 
     if (key_len > KV_MAX_KEY) {
         char reason[80];
-        snprintf(reason, sizeof reason, "kv: key of %zu bytes longer than %d", key_len,
-                 KV_MAX_KEY);
+        snprintf(reason, sizeof reason, "kv: key of %zu bytes longer than %d", key_len, KV_MAX_KEY);
         kv_batch_refuse(b, reason);
         return;
     }

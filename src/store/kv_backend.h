@@ -64,15 +64,14 @@ struct kv_batch {
     size_t names_len, names_cap;
     struct kv_ns_entry *ns;
     size_t n_ns, cap_ns;
-    size_t last_ns;     /* the namespace used most recently: callers add runs of one */
-    size_t n_expect;    /* EXPECT ops in ops[] */
-    size_t n_blob_ops;  /* PUT, DEL and EXPECT ops in ops[] */
-    bool has_negative;  /* some INCR op has a negative delta */
-    char invalid[192];  /* non-empty: an add was refused; commit fails with this reason */
+    size_t last_ns;    /* the namespace used most recently: callers add runs of one */
+    size_t n_expect;   /* EXPECT ops in ops[] */
+    size_t n_blob_ops; /* PUT, DEL and EXPECT ops in ops[] */
+    bool has_negative; /* some INCR op has a negative delta */
+    char invalid[192]; /* non-empty: an add was refused; commit fails with this reason */
 };
 
-static inline const char *kv_op_ns(const struct kv_batch *b, const struct kv_op *op,
-                                   size_t *len)
+static inline const char *kv_op_ns(const struct kv_batch *b, const struct kv_op *op, size_t *len)
 {
     *len = b->ns[op->ns].len;
     return b->names + b->ns[op->ns].off;
@@ -99,8 +98,8 @@ struct kv_ops {
     int (*open)(const char *spec, void **state);
     /* Frees state and everything it holds. */
     void (*close)(void *state);
-    int (*counters_get)(void *state, const char *ns, size_t ns_len, const uint64_t *keys,
-                        size_t n, unsigned width, uint32_t *out);
+    int (*counters_get)(void *state, const char *ns, size_t ns_len, const uint64_t *keys, size_t n,
+                        unsigned width, uint32_t *out);
     int (*get)(void *state, const char *ns, size_t ns_len, const void *key, size_t key_len,
                struct buf *value, bool *found);
     /* Applies b (never empty, never invalid) all or nothing; must not modify it. */

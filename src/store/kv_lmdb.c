@@ -10,9 +10,11 @@
  *                       and meta page; "meta" (MDB_NOMETASYNC) skips the meta page's
  *                       sync, so an OS crash may undo the last commit but never breaks
  *                       the file; "none" (MDB_NOSYNC) leaves it all to the OS.
- * The default is "meta" because a full sync costs two fdatasyncs per commit
- * (~0.4 ms on our SSDs), which alone would cap learning near 2,500 msgs/s;
- * losing the last learned message on a power cut is harmless for counters.
+ * The default is "meta": it keeps the file intact through any crash and
+ * halves the fsyncs of the small, frequent commits of rate limits and
+ * greylisting (measured: ~7,600 one-key commits/s against ~3,900 with "full");
+ * losing the last commit on a power cut is harmless for counters. Large
+ * commits (learning) are bound by writing their dirty pages either way.
  *
  * Sharing. LMDB forbids opening one file twice in a process (closing either
  * drops the other's POSIX locks), so handles share one MDB_env per file,
@@ -104,14 +106,14 @@ static struct kv_lmdb_env *kv_lmdb_registry;
 struct kv_counter_ref {
     uint64_t key;
     uint32_t ns;
-    uint32_t index; /* position in the caller's order; also makes the sort stable */
+    uint32_t index; /* position in the caller's keys, or of the op in the batch */
 };
 
 struct kv_lmdb {
-    struct kv_lmdb_env *shared; /* one reference, dropped by close */
-    MDB_txn *read_txn;          /* reset between calls, or NULL */
-    MDB_cursor *read_cursor;    /* bound to read_txn, or NULL */
-    struct kv_counter_ref *refs; /* scratch for sorting, reused across calls */
+    struct kv_lmdb_env *shared;  /* one reference, dropped by close */
+    MDB_txn *read_txn;           /* reset between calls, or NULL */
+    MDB_cursor *read_cursor;     /* bound to read_txn, or NULL */
+    struct kv_counter_ref *refs; /* 2 * refs_cap entries of scratch for sorting, reused */
     size_t refs_cap;
 };
 
@@ -189,14 +191,14 @@ static size_t kv_lmdb_header(unsigned char *p, unsigned width, unsigned ttl_seco
     return 9;
 }
 
-static size_t kv_lmdb_counter_key(unsigned char *out, const char *ns, size_t ns_len,
-                                  uint64_t key)
+static size_t kv_lmdb_counter_key(unsigned char *out, const char *ns, size_t ns_len, uint64_t key)
 {
     unsigned i;
     memcpy(out, ns, ns_len);
     out[ns_len] = 0;
     out[ns_len + 1] = 'c';
-    for (i = 0; i < 8; i++) out[ns_len + 2 + i] = (unsigned char)(key >> (56 - 8 * i));
+    for (i = 0; i < 8; i++)
+        out[ns_len + 2 + i] = (unsigned char)(key >> (56 - 8 * i));
     return ns_len + 10;
 }
 
@@ -242,10 +244,20 @@ static int kv_lmdb_parse_size(const char *s, size_t len, size_t *out)
     if (i == 0) return -1;
     if (i + 1 == len) {
         switch (s[i]) {
-        case 'k': case 'K': mult = (size_t)1 << 10; break;
-        case 'm': case 'M': mult = (size_t)1 << 20; break;
-        case 'g': case 'G': mult = (size_t)1 << 30; break;
-        default: return -1;
+        case 'k':
+        case 'K':
+            mult = (size_t)1 << 10;
+            break;
+        case 'm':
+        case 'M':
+            mult = (size_t)1 << 20;
+            break;
+        case 'g':
+        case 'G':
+            mult = (size_t)1 << 30;
+            break;
+        default:
+            return -1;
         }
     } else if (i != len) {
         return -1;
@@ -373,7 +385,8 @@ static void kv_lmdb_env_release(struct kv_lmdb_env *sh)
         pthread_mutex_unlock(&kv_lmdb_registry_lock);
         return;
     }
-    for (pp = &kv_lmdb_registry; *pp != sh; pp = &(*pp)->next) assert(*pp != NULL);
+    for (pp = &kv_lmdb_registry; *pp != sh; pp = &(*pp)->next)
+        assert(*pp != NULL);
     *pp = sh->next;
     pthread_mutex_unlock(&kv_lmdb_registry_lock);
     mdb_env_close(sh->env);
@@ -461,8 +474,8 @@ static int kv_lmdb_remap(struct kv_lmdb_env *sh, uint64_t seen_generation, size_
     if (new_bytes) {
         /* mdb_env_set_mapsize() unmaps first and cannot restore the old map if
          * the new mmap fails, so make sure the address space exists. */
-        void *probe = mmap(NULL, new_bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                           -1, 0);
+        void *probe =
+            mmap(NULL, new_bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (probe == MAP_FAILED) {
             pthread_rwlock_unlock(&sh->map_lock);
             err_set("kv lmdb: %s: map full and no address space for %zu bytes; nothing written",
@@ -525,8 +538,7 @@ static int kv_lmdb_read_begin(struct kv_lmdb *h)
         pthread_rwlock_rdlock(&sh->map_lock);
         if (sh->map_lost) {
             pthread_rwlock_unlock(&sh->map_lock);
-            err_set("kv lmdb: %s: the map was lost in a failed remap; reopen the store",
-                    sh->path);
+            err_set("kv lmdb: %s: the map was lost in a failed remap; reopen the store", sh->path);
             return KV_ERR;
         }
         generation = sh->map_generation;
@@ -559,20 +571,58 @@ static void kv_lmdb_read_end(struct kv_lmdb *h)
     pthread_rwlock_unlock(&h->shared->map_lock);
 }
 
-static int kv_counter_ref_cmp(const void *a, const void *b)
+/*
+ * Sorts refs[0..n) by (ns, key), stably, with tmp[0..n) as scratch. An LSD
+ * radix sort, byte by byte, skipping bytes that all keys share: ~15 us for the
+ * 1,500 keys of a message, a tenth of what qsort() takes. Stability keeps the
+ * increments of one key in the order the caller queued them.
+ */
+static void kv_lmdb_sort_refs(struct kv_counter_ref *refs, struct kv_counter_ref *tmp, size_t n)
 {
-    const struct kv_counter_ref *x = a, *y = b;
-    if (x->ns != y->ns) return x->ns < y->ns ? -1 : 1;
-    if (x->key != y->key) return x->key < y->key ? -1 : 1;
-    return x->index < y->index ? -1 : x->index > y->index;
+    enum { DIGITS = 12 }; /* 8 bytes of key, then 4 of ns (most significant) */
+    uint32_t counts[DIGITS][256];
+    struct kv_counter_ref *src = refs, *dst = tmp, *swap;
+    size_t i;
+    int d;
+
+    assert(n < UINT32_MAX);
+    memset(counts, 0, sizeof counts);
+    for (i = 0; i < n; i++) {
+        for (d = 0; d < 8; d++)
+            counts[d][(refs[i].key >> (8 * d)) & 255]++;
+        for (d = 0; d < 4; d++)
+            counts[8 + d][(refs[i].ns >> (8 * d)) & 255]++;
+    }
+    for (d = 0; d < DIGITS; d++) {
+        uint32_t offsets[256], sum = 0;
+        unsigned shift = d < 8 ? 8u * (unsigned)d : 8u * (unsigned)(d - 8);
+        int bucket;
+        bool uniform = false;
+
+        for (bucket = 0; bucket < 256; bucket++) {
+            if (counts[d][bucket] == n) uniform = true;
+            offsets[bucket] = sum;
+            sum += counts[d][bucket];
+        }
+        if (uniform) continue;
+        for (i = 0; i < n; i++) {
+            uint64_t v = d < 8 ? src[i].key : src[i].ns;
+            dst[offsets[(v >> shift) & 255]++] = src[i];
+        }
+        swap = src;
+        src = dst;
+        dst = swap;
+    }
+    if (src != refs) memcpy(refs, src, n * sizeof *refs);
 }
 
+/* The handle's scratch for n refs, followed by room for n more (the sort's). */
 static struct kv_counter_ref *kv_lmdb_scratch(struct kv_lmdb *h, size_t n)
 {
     if (n > h->refs_cap) {
         free(h->refs);
         h->refs_cap = n < 256 ? 256 : n;
-        h->refs = xmalloc(h->refs_cap * sizeof *h->refs);
+        h->refs = xmalloc(2 * h->refs_cap * sizeof *h->refs);
     }
     return h->refs;
 }
@@ -598,7 +648,7 @@ static int kv_lmdb_counters_get(void *state, const char *ns, size_t ns_len, cons
             refs[i].ns = 0;
             refs[i].index = (uint32_t)i;
         }
-        qsort(refs, n, sizeof *refs, kv_counter_ref_cmp);
+        kv_lmdb_sort_refs(refs, refs + n, n);
     }
     rc = kv_lmdb_read_begin(h);
     if (rc != KV_OK) return rc;
@@ -629,14 +679,15 @@ static int kv_lmdb_counters_get(void *state, const char *ns, size_t ns_len, cons
             memset(dst, 0, width * sizeof *dst);
             continue;
         }
-        for (c = 0; c < width; c++) dst[c] = c < e.width ? kv_get_le32(e.payload + 4 * c) : 0;
+        for (c = 0; c < width; c++)
+            dst[c] = c < e.width ? kv_get_le32(e.payload + 4 * c) : 0;
     }
     kv_lmdb_read_end(h);
     return KV_OK;
 }
 
-static int kv_lmdb_get(void *state, const char *ns, size_t ns_len, const void *key,
-                       size_t key_len, struct buf *value, bool *found)
+static int kv_lmdb_get(void *state, const char *ns, size_t ns_len, const void *key, size_t key_len,
+                       struct buf *value, bool *found)
 {
     struct kv_lmdb *h = state;
     struct kv_lmdb_env *sh = h->shared;
@@ -757,8 +808,8 @@ static int kv_lmdb_apply_blob(struct kv_lmdb_env *sh, MDB_txn *txn, const struct
 
 /* Applies one increment at cur's key, which the caller has just looked up (found or not). */
 static int kv_lmdb_apply_incr(struct kv_lmdb_env *sh, MDB_cursor *cur, MDB_val *k, int found_rc,
-                              const MDB_val *old, const struct kv_batch *b,
-                              const struct kv_op *op, uint64_t now_ms)
+                              const MDB_val *old, const struct kv_batch *b, const struct kv_op *op,
+                              uint64_t now_ms)
 {
     unsigned char val[9 + KV_MAX_WIDTH * 4];
     uint32_t counters[KV_MAX_WIDTH] = {0};
@@ -777,7 +828,8 @@ static int kv_lmdb_apply_incr(struct kv_lmdb_env *sh, MDB_cursor *cur, MDB_val *
         if (!kv_lmdb_expired(&e, now_ms)) {
             /* A wider stored vector keeps its extra counters. */
             if (e.width > width) width = e.width;
-            for (c = 0; c < e.width; c++) counters[c] = kv_get_le32(e.payload + 4 * c);
+            for (c = 0; c < e.width; c++)
+                counters[c] = kv_get_le32(e.payload + 4 * c);
         }
     }
     for (c = 0; c < op->width; c++) {
@@ -788,7 +840,8 @@ static int kv_lmdb_apply_incr(struct kv_lmdb_env *sh, MDB_cursor *cur, MDB_val *
         if (counters[c]) all_zero = false;
     if (all_zero) return found_rc == 0 ? mdb_cursor_del(cur, 0) : 0;
     header_len = kv_lmdb_header(val, width, op->ttl_seconds, now_ms);
-    for (c = 0; c < width; c++) kv_put_le32(val + header_len + 4 * c, counters[c]);
+    for (c = 0; c < width; c++)
+        kv_put_le32(val + header_len + 4 * c, counters[c]);
     v.mv_data = val;
     v.mv_size = header_len + 4 * width;
     return mdb_cursor_put(cur, k, &v, found_rc == 0 ? MDB_CURRENT : 0);
@@ -860,7 +913,7 @@ static int kv_lmdb_commit(void *state, const struct kv_batch *b)
         j++;
     }
     assert(j == n_incr);
-    if (n_incr > 1) qsort(refs, n_incr, sizeof *refs, kv_counter_ref_cmp);
+    if (n_incr > 1) kv_lmdb_sort_refs(refs, refs + n_incr, n_incr);
 
     for (attempt = 0; attempt < KV_LMDB_MAX_REMAPS; attempt++) {
         bool conflict = false;
@@ -870,8 +923,7 @@ static int kv_lmdb_commit(void *state, const struct kv_batch *b)
         pthread_rwlock_rdlock(&sh->map_lock);
         if (sh->map_lost) {
             pthread_rwlock_unlock(&sh->map_lock);
-            err_set("kv lmdb: %s: the map was lost in a failed remap; reopen the store",
-                    sh->path);
+            err_set("kv lmdb: %s: the map was lost in a failed remap; reopen the store", sh->path);
             return KV_ERR;
         }
         generation = sh->map_generation;

@@ -16,7 +16,8 @@
  * cannot collide, and its first character tells counters from blobs.
  *
  * Reads: kv_counters_get appends one HMGET per key and reads the n replies:
- * one round trip. Values are clamped to 0..UINT32_MAX on read.
+ * one round trip, parsed straight into the caller's array without allocating.
+ * Values are clamped to 0..UINT32_MAX on read.
  * Writes: kv_batch_commit sends, in one round trip, MULTI, the writes, EXEC.
  * With expectations it first WATCHes their keys and GETs them (one more round
  * trip); a mismatch gives KV_CONFLICT after UNWATCH, and EXEC answering nil
@@ -36,10 +37,12 @@
  * context is freed, and a later call reconnects, at most once a second (so a
  * dead Redis costs one connect attempt per second, not one per message).
  * A read that fails on a connection which had worked is retried once at once:
- * Redis may have restarted between two messages. Writes are never retried:
- * EXEC may have been applied before the connection dropped. The calling
- * thread blocks SIGPIPE while it talks to Redis, so a server that dies
- * mid-write cannot kill the process whatever its signal disposition.
+ * Redis may have restarted between two messages. Writes are never retried
+ * (EXEC may have been applied before the connection dropped); instead a
+ * commit on a connection idle for a second or more PINGs it first and
+ * reconnects if it is dead, so a restart at low traffic costs nothing.
+ * The calling thread blocks SIGPIPE while it talks to Redis, so a server that
+ * dies mid-write cannot kill the process whatever its signal disposition.
  * Error replies LOADING, BUSY, MASTERDOWN and TRYAGAIN (a server that will
  * answer soon) are KV_UNAVAILABLE too; other error replies are KV_ERR.
  */
@@ -63,6 +66,8 @@
 #define KV_REDIS_CONNECT_TIMEOUT_MS 1000
 #define KV_REDIS_COMMAND_TIMEOUT_MS 2000
 #define KV_REDIS_RECONNECT_MS       1000
+/* A connection idle this long is PINGed before a commit, which is never retried. */
+#define KV_REDIS_IDLE_CHECK_MS 1000
 
 /*
  * KEYS[1]: a counter hash. ARGV[1]: ttl seconds (0: no expiry). ARGV[2..]:
@@ -93,6 +98,7 @@ struct kv_redis {
     bool ever_connected;      /* to log a reconnection, not the first connection */
     bool attempted;           /* last_attempt_ms is valid */
     uint64_t last_attempt_ms; /* CLOCK_MONOTONIC */
+    uint64_t last_reply_ms;   /* CLOCK_MONOTONIC, when a reply last arrived */
     char clamp_sha[41];       /* SHA1 of kv_redis_clamp_script, from SCRIPT LOAD */
     struct buf out;           /* RESP being pipelined; reused across calls */
 };
@@ -177,17 +183,28 @@ static void kv_resp_int(struct buf *o, long long v)
 
 static const char kv_hex_digits[] = "0123456789abcdef";
 
+/* Appends the bulk string "mxw:NS:%016x" in one reservation: it runs 1,500 times a message. */
 static void kv_redis_counter_key(struct buf *o, const char *ns, size_t ns_len, uint64_t key)
 {
-    char hex[16];
+    size_t key_len = sizeof KV_REDIS_PREFIX - 1 + ns_len + 1 + 16;
+    char *p;
     int i;
-    kv_resp_uint(o, '$', sizeof KV_REDIS_PREFIX - 1 + ns_len + 1 + 16);
-    buf_append(o, KV_REDIS_PREFIX, sizeof KV_REDIS_PREFIX - 1);
-    buf_append(o, ns, ns_len);
-    for (i = 15; i >= 0; i--, key >>= 4) hex[i] = kv_hex_digits[key & 15];
-    buf_append_char(o, ':');
-    buf_append(o, hex, 16);
-    buf_append(o, "\r\n", 2);
+
+    kv_resp_uint(o, '$', key_len);
+    buf_reserve(o, key_len + 2);
+    p = o->data + o->len;
+    memcpy(p, KV_REDIS_PREFIX, sizeof KV_REDIS_PREFIX - 1);
+    p += sizeof KV_REDIS_PREFIX - 1;
+    memcpy(p, ns, ns_len);
+    p += ns_len;
+    *p++ = ':';
+    for (i = 15; i >= 0; i--, key >>= 4)
+        p[i] = kv_hex_digits[key & 15];
+    p += 16;
+    *p++ = '\r';
+    *p++ = '\n';
+    *p = '\0';
+    o->len = (size_t)(p - o->data);
 }
 
 /* Characters a blob key may keep verbatim: readable in redis-cli, and never ':'. */
@@ -204,9 +221,9 @@ static void kv_redis_blob_key(struct buf *o, const char *ns, size_t ns_len, cons
     bool raw = key_len > 0;
     size_t i;
 
-    for (i = 0; raw && i < key_len; i++) raw = p[i] != 0 && kv_redis_safe_byte(p[i]);
-    kv_resp_uint(o, '$',
-                 sizeof KV_REDIS_PREFIX - 1 + ns_len + 2 + (raw ? key_len : 2 * key_len));
+    for (i = 0; raw && i < key_len; i++)
+        raw = p[i] != 0 && kv_redis_safe_byte(p[i]);
+    kv_resp_uint(o, '$', sizeof KV_REDIS_PREFIX - 1 + ns_len + 2 + (raw ? key_len : 2 * key_len));
     buf_append(o, KV_REDIS_PREFIX, sizeof KV_REDIS_PREFIX - 1);
     buf_append(o, ns, ns_len);
     buf_append(o, raw ? ":=" : ":#", 2);
@@ -256,16 +273,45 @@ static int kv_redis_send(struct kv_redis *r)
     return KV_OK;
 }
 
-/* Reads one reply into *reply (caller frees with freeReplyObject). */
-static int kv_redis_read(struct kv_redis *r, redisReply **reply, const char *during)
+/*
+ * Reads one reply; the caller frees it with freeReplyObject(). NULL: the
+ * connection failed and is gone (KV_UNAVAILABLE, reason set by kv_redis_drop).
+ */
+static redisReply *kv_redis_read(struct kv_redis *r, const char *during)
 {
     void *p = NULL;
     if (redisGetReply(r->ctx, &p) != REDIS_OK || p == NULL) {
-        *reply = NULL;
-        return kv_redis_drop(r, during);
+        kv_redis_drop(r, during);
+        return NULL;
     }
-    *reply = p;
-    return KV_OK;
+    r->last_reply_ms = kv_monotonic_ms();
+    return p;
+}
+
+static int kv_redis_connect(struct kv_redis *r);
+
+/*
+ * Before a commit on a connection idle for a while, checks that it is alive
+ * (and reconnects if not): a commit cannot be retried blindly, and after a
+ * Redis restart the first command on an old connection always fails. Busy
+ * connections skip this; on them a restart costs one KV_UNAVAILABLE.
+ */
+static int kv_redis_check_idle(struct kv_redis *r)
+{
+    redisReply *reply;
+    int rc;
+
+    if (r->ctx == NULL || kv_monotonic_ms() - r->last_reply_ms < KV_REDIS_IDLE_CHECK_MS)
+        return kv_redis_connect(r);
+    r->out.len = 0;
+    kv_resp_array(&r->out, 1);
+    kv_resp_str(&r->out, "PING");
+    rc = kv_redis_send(r);
+    if (rc == KV_OK && (reply = kv_redis_read(r, "PING")) != NULL) {
+        freeReplyObject(reply);
+        return KV_OK;
+    }
+    return kv_redis_connect(r);
 }
 
 static struct timeval kv_timeval(int ms)
@@ -303,9 +349,8 @@ static int kv_redis_handshake(struct kv_redis *r)
     n += 2;
     if ((rc = kv_redis_send(r)) != KV_OK) return rc;
     for (i = 0; i < n; i++) {
-        redisReply *reply;
-        int read_rc = kv_redis_read(r, &reply, "connect");
-        if (read_rc != KV_OK) return read_rc;
+        redisReply *reply = kv_redis_read(r, "connect");
+        if (reply == NULL) return KV_UNAVAILABLE;
         if (reply->type == REDIS_REPLY_ERROR && rc == KV_OK) {
             rc = kv_redis_reply_error(r, reply, i == 0 && r->password ? "AUTH" : "connect");
         } else if (i == n - 2 && reply->type == REDIS_REPLY_STRING && reply->len == 40) {
@@ -485,8 +530,7 @@ static int kv_redis_parse_uri(struct kv_redis *r, const char *spec)
     r->port = KV_REDIS_DEFAULT_PORT;
     if (p < rest) {
         if (*p != ':' || kv_parse_int(p + 1, (size_t)(rest - p - 1), 1, 65535, &r->port) != 0) {
-            err_set("kv redis: bad port \"%.*s\" in the URI (1..65535)", (int)(rest - p),
-                    p);
+            err_set("kv redis: bad port \"%.*s\" in the URI (1..65535)", (int)(rest - p), p);
             return KV_ERR;
         }
     }
@@ -585,13 +629,91 @@ static bool kv_redis_counter_value(const redisReply *e, uint32_t *out)
     return true;
 }
 
-static int kv_redis_counters_get_once(struct kv_redis *r, const char *ns, size_t ns_len,
-                                      const uint64_t *keys, size_t n, unsigned width,
-                                      uint32_t *out)
+/*
+ * HMGET replies are parsed straight into the caller's array: hiredis's reader
+ * is given these object functions for the span of one kv_counters_get, so the
+ * 1,500 replies of a message cost no allocation (the default functions would
+ * make 4,500 redisReply objects). Every "object" is the address of
+ * kv_sink_token, since the reader treats NULL as out of memory.
+ */
+struct kv_hmget_sink {
+    uint32_t *out;
+    unsigned width;
+    size_t n;
+    size_t reply;    /* index of the reply being parsed */
+    bool bad_shape;  /* a reply was not an array of width strings or nils */
+    bool bad_number; /* a field held something other than an integer */
+    char error[200]; /* the first error reply, if any */
+};
+
+static char kv_sink_token;
+
+static uint32_t *kv_sink_slot(const redisReadTask *task)
 {
+    struct kv_hmget_sink *s = task->privdata;
+    if (task->parent == NULL || task->idx < 0 || (unsigned)task->idx >= s->width ||
+        s->reply >= s->n) {
+        s->bad_shape = true;
+        return NULL;
+    }
+    return &s->out[s->reply * s->width + (unsigned)task->idx];
+}
+
+static void *kv_sink_string(const redisReadTask *task, char *str, size_t len)
+{
+    struct kv_hmget_sink *s = task->privdata;
+    redisReply e = {.type = task->type, .str = str, .len = len};
+    uint32_t *slot;
+
+    if (task->parent == NULL && task->type == REDIS_REPLY_ERROR) {
+        if (s->error[0] == '\0') snprintf(s->error, sizeof s->error, "%.*s", (int)len, str);
+        return &kv_sink_token;
+    }
+    if ((slot = kv_sink_slot(task)) != NULL && !kv_redis_counter_value(&e, slot))
+        s->bad_number = true;
+    return &kv_sink_token;
+}
+
+static void *kv_sink_array(const redisReadTask *task, int elements)
+{
+    struct kv_hmget_sink *s = task->privdata;
+    if (task->parent != NULL || elements != (int)s->width) s->bad_shape = true;
+    return &kv_sink_token;
+}
+
+static void *kv_sink_integer(const redisReadTask *task, long long value)
+{
+    redisReply e = {.type = REDIS_REPLY_INTEGER, .integer = value};
+    uint32_t *slot = kv_sink_slot(task);
+    if (slot) kv_redis_counter_value(&e, slot);
+    return &kv_sink_token;
+}
+
+static void *kv_sink_nil(const redisReadTask *task)
+{
+    uint32_t *slot = kv_sink_slot(task);
+    if (slot) *slot = 0;
+    return &kv_sink_token;
+}
+
+static void kv_sink_free(void *obj)
+{
+    (void)obj; /* nothing was allocated */
+}
+
+static redisReplyObjectFunctions kv_sink_functions = {
+    kv_sink_string, kv_sink_array, kv_sink_integer, kv_sink_nil, kv_sink_free,
+};
+
+static int kv_redis_counters_get_once(struct kv_redis *r, const char *ns, size_t ns_len,
+                                      const uint64_t *keys, size_t n, unsigned width, uint32_t *out)
+{
+    struct kv_hmget_sink sink = {.out = out, .width = width, .n = n};
+    redisReplyObjectFunctions *saved_fn;
+    void *saved_privdata;
     char fields[KV_MAX_WIDTH * 8];
     size_t fields_len = 0, i;
-    int rc = kv_redis_connect(r), first_error = KV_OK;
+    int rc = kv_redis_connect(r);
     unsigned c;
 
     if (rc != KV_OK) return rc;
@@ -599,6 +721,7 @@ static int kv_redis_counters_get_once(struct kv_redis *r, const char *ns, size_t
         fields_len += (size_t)snprintf(fields + fields_len, sizeof fields - fields_len,
                                        c < 10 ? "$1\r\n%u\r\n" : "$2\r\n%u\r\n", c);
     r->out.len = 0;
+    buf_reserve(&r->out, n * (40 + ns_len + fields_len));
     for (i = 0; i < n; i++) {
         kv_resp_array(&r->out, 2 + width);
         buf_append(&r->out, "$5\r\nHMGET\r\n", 11);
@@ -606,51 +729,55 @@ static int kv_redis_counters_get_once(struct kv_redis *r, const char *ns, size_t
         buf_append(&r->out, fields, fields_len);
     }
     if ((rc = kv_redis_send(r)) != KV_OK) return rc;
-    for (i = 0; i < n; i++) {
-        redisReply *reply;
-        uint32_t *dst = out + i * width;
-
-        if ((rc = kv_redis_read(r, &reply, "HMGET")) != KV_OK) return rc;
-        if (reply->type == REDIS_REPLY_ARRAY && reply->elements == width) {
-            for (c = 0; c < width; c++) {
-                if (!kv_redis_counter_value(reply->element[c], &dst[c]) &&
-                    first_error == KV_OK) {
-                    err_set("kv redis: %s: a counter in namespace %s is not a number",
-                            r->where, ns);
-                    first_error = KV_ERR;
-                }
-            }
-        } else if (first_error == KV_OK) {
-            /* Keep reading: the remaining replies must be consumed to stay in step. */
-            first_error = reply->type == REDIS_REPLY_ERROR
-                              ? kv_redis_reply_error(r, reply, "HMGET")
-                              : (err_set("kv redis: %s: unexpected HMGET reply type %d",
-                                         r->where, reply->type),
-                                 KV_ERR);
-        }
-        freeReplyObject(reply);
+    /* Elements a malformed reply leaves unset must not be garbage. */
+    memset(out, 0, n * width * sizeof *out);
+    saved_fn = r->ctx->reader->fn;
+    saved_privdata = r->ctx->reader->privdata;
+    r->ctx->reader->fn = &kv_sink_functions;
+    r->ctx->reader->privdata = &sink;
+    for (i = 0; i < n; i++, sink.reply++) {
+        void *reply = NULL;
+        if (redisGetReply(r->ctx, &reply) != REDIS_OK || reply == NULL)
+            return kv_redis_drop(r, "HMGET"); /* frees the reader with our no-op free */
     }
-    return first_error;
+    r->ctx->reader->fn = saved_fn;
+    r->ctx->reader->privdata = saved_privdata;
+    r->last_reply_ms = kv_monotonic_ms();
+    if (sink.error[0]) {
+        redisReply e = {.type = REDIS_REPLY_ERROR, .str = sink.error, .len = strlen(sink.error)};
+        return kv_redis_reply_error(r, &e, "HMGET");
+    }
+    if (sink.bad_shape || sink.bad_number) {
+        err_set("kv redis: %s: unexpected HMGET reply in namespace %s (%s)", r->where, ns,
+                sink.bad_number ? "a counter is not a number" : "not an array of width fields");
+        return KV_ERR;
+    }
+    return KV_OK;
 }
 
-/* Runs a read, retrying once if a connection that had worked turned out dead. */
-#define KV_REDIS_READ_WITH_RETRY(r, call)                                                          \
-    do {                                                                                           \
-        struct kv_sigpipe_guard guard_;                                                            \
-        bool had_ctx_ = (r)->ctx != NULL;                                                          \
-        int rc_;                                                                                   \
-        kv_sigpipe_block(&guard_);                                                                 \
-        rc_ = (call);                                                                              \
-        if (rc_ == KV_UNAVAILABLE && had_ctx_ && (r)->ctx == NULL) rc_ = (call);                   \
-        kv_sigpipe_unblock(&guard_);                                                               \
-        return rc_;                                                                                \
-    } while (0)
+/*
+ * A read that failed on a connection which had worked (Redis restarted since
+ * the last call) is worth one immediate retry: reads are idempotent.
+ */
+static bool kv_redis_retry_read(const struct kv_redis *r, int rc, bool had_connection)
+{
+    return rc == KV_UNAVAILABLE && had_connection && r->ctx == NULL;
+}
 
-static int kv_redis_counters_get(void *state, const char *ns, size_t ns_len,
-                                 const uint64_t *keys, size_t n, unsigned width, uint32_t *out)
+static int kv_redis_counters_get(void *state, const char *ns, size_t ns_len, const uint64_t *keys,
+                                 size_t n, unsigned width, uint32_t *out)
 {
     struct kv_redis *r = state;
-    KV_REDIS_READ_WITH_RETRY(r, kv_redis_counters_get_once(r, ns, ns_len, keys, n, width, out));
+    struct kv_sigpipe_guard guard;
+    bool had_connection = r->ctx != NULL;
+    int rc;
+
+    kv_sigpipe_block(&guard);
+    rc = kv_redis_counters_get_once(r, ns, ns_len, keys, n, width, out);
+    if (kv_redis_retry_read(r, rc, had_connection))
+        rc = kv_redis_counters_get_once(r, ns, ns_len, keys, n, width, out);
+    kv_sigpipe_unblock(&guard);
+    return rc;
 }
 
 static int kv_redis_get_once(struct kv_redis *r, const char *ns, size_t ns_len, const void *key,
@@ -665,7 +792,7 @@ static int kv_redis_get_once(struct kv_redis *r, const char *ns, size_t ns_len, 
     kv_resp_str(&r->out, "GET");
     kv_redis_blob_key(&r->out, ns, ns_len, key, key_len);
     if ((rc = kv_redis_send(r)) != KV_OK) return rc;
-    if ((rc = kv_redis_read(r, &reply, "GET")) != KV_OK) return rc;
+    if ((reply = kv_redis_read(r, "GET")) == NULL) return KV_UNAVAILABLE;
     if (reply->type == REDIS_REPLY_STRING) {
         buf_append(value, reply->str, reply->len);
         *found = true;
@@ -679,12 +806,21 @@ static int kv_redis_get_once(struct kv_redis *r, const char *ns, size_t ns_len, 
     return rc;
 }
 
-static int kv_redis_get(void *state, const char *ns, size_t ns_len, const void *key,
-                        size_t key_len, struct buf *value, bool *found)
+static int kv_redis_get(void *state, const char *ns, size_t ns_len, const void *key, size_t key_len,
+                        struct buf *value, bool *found)
 {
     struct kv_redis *r = state;
+    struct kv_sigpipe_guard guard;
+    bool had_connection = r->ctx != NULL;
+    int rc;
+
     *found = false;
-    KV_REDIS_READ_WITH_RETRY(r, kv_redis_get_once(r, ns, ns_len, key, key_len, value, found));
+    kv_sigpipe_block(&guard);
+    rc = kv_redis_get_once(r, ns, ns_len, key, key_len, value, found);
+    if (kv_redis_retry_read(r, rc, had_connection))
+        rc = kv_redis_get_once(r, ns, ns_len, key, key_len, value, found);
+    kv_sigpipe_unblock(&guard);
+    return rc;
 }
 
 static int kv_redis_stat_once(struct kv_redis *r, struct kv_stat *st)
@@ -701,15 +837,14 @@ static int kv_redis_stat_once(struct kv_redis *r, struct kv_stat *st)
     kv_resp_str(&r->out, "memory");
     if ((rc = kv_redis_send(r)) != KV_OK) return rc;
     for (i = 0; i < 2; i++) {
-        if ((rc = kv_redis_read(r, &reply, "stat")) != KV_OK) return rc;
+        if ((reply = kv_redis_read(r, "stat")) == NULL) return KV_UNAVAILABLE;
         if (reply->type == REDIS_REPLY_ERROR) {
             if (first_error == KV_OK) first_error = kv_redis_reply_error(r, reply, "stat");
         } else if (i == 0 && reply->type == REDIS_REPLY_INTEGER) {
             st->entries = (uint64_t)reply->integer;
         } else if (i == 1 && reply->type == REDIS_REPLY_STRING) {
             const char *line = strstr(reply->str, "\nused_memory:");
-            if (line == NULL && strncmp(reply->str, "used_memory:", 12) == 0)
-                line = reply->str - 1;
+            if (line == NULL && strncmp(reply->str, "used_memory:", 12) == 0) line = reply->str - 1;
             if (line) st->size_bytes = strtoull(line + 13, NULL, 10);
         }
         freeReplyObject(reply);
@@ -720,7 +855,15 @@ static int kv_redis_stat_once(struct kv_redis *r, struct kv_stat *st)
 static int kv_redis_stat(void *state, struct kv_stat *st)
 {
     struct kv_redis *r = state;
-    KV_REDIS_READ_WITH_RETRY(r, kv_redis_stat_once(r, st));
+    struct kv_sigpipe_guard guard;
+    bool had_connection = r->ctx != NULL;
+    int rc;
+
+    kv_sigpipe_block(&guard);
+    rc = kv_redis_stat_once(r, st);
+    if (kv_redis_retry_read(r, rc, had_connection)) rc = kv_redis_stat_once(r, st);
+    kv_sigpipe_unblock(&guard);
+    return rc;
 }
 
 /* ---- writes ---- */
@@ -760,10 +903,9 @@ static int kv_redis_check_expectations(struct kv_redis *r, const struct kv_batch
     }
     if ((rc = kv_redis_send(r)) != KV_OK) goto out;
     for (i = 0; i < n_replies; i++) {
-        redisReply *reply;
-        int read_rc = kv_redis_read(r, &reply, "WATCH");
-        if (read_rc != KV_OK) {
-            rc = read_rc;
+        redisReply *reply = kv_redis_read(r, "WATCH");
+        if (reply == NULL) {
+            rc = KV_UNAVAILABLE;
             goto out;
         }
         if (reply->type == REDIS_REPLY_ERROR) {
@@ -781,15 +923,12 @@ static int kv_redis_check_expectations(struct kv_redis *r, const struct kv_batch
     if (rc == KV_OK && !mismatch) goto out;
     /* Leave no watch behind: it would make this connection's next MULTI fail. */
     {
-        redisReply *reply;
-        int unwatch_rc;
+        redisReply *reply = NULL;
         r->out.len = 0;
         kv_resp_array(&r->out, 1);
         kv_resp_str(&r->out, "UNWATCH");
-        unwatch_rc = kv_redis_send(r);
-        if (unwatch_rc == KV_OK) unwatch_rc = kv_redis_read(r, &reply, "UNWATCH");
-        if (unwatch_rc != KV_OK) {
-            rc = unwatch_rc;
+        if (kv_redis_send(r) != KV_OK || (reply = kv_redis_read(r, "UNWATCH")) == NULL) {
+            rc = KV_UNAVAILABLE;
             goto out;
         }
         freeReplyObject(reply);
@@ -875,34 +1014,87 @@ static size_t kv_redis_append_blob(struct kv_redis *r, const struct kv_batch *b,
     return 1;
 }
 
-/* Interprets EXEC's reply. */
-static int kv_redis_exec_result(struct kv_redis *r, const redisReply *reply)
+/*
+ * The replies of a transaction (+QUEUED per command, then EXEC's array) are
+ * only checked, never kept: like HMGET's, they go through object functions
+ * that allocate nothing and remember the first error and the shape of the
+ * top-level reply.
+ */
+struct kv_status_sink {
+    bool top_nil;   /* the reply was nil: EXEC after a watched key changed */
+    bool top_array; /* the reply was an array (EXEC's results) */
+    int error_idx;  /* where the first error sits in the array, -1 at top level */
+    char error[200];
+};
+
+static void *kv_status_string(const redisReadTask *task, char *str, size_t len)
 {
-    size_t i;
-    if (reply->type == REDIS_REPLY_NIL) {
+    struct kv_status_sink *s = task->privdata;
+    if (task->type == REDIS_REPLY_ERROR && s->error[0] == '\0') {
+        snprintf(s->error, sizeof s->error, "%.*s", (int)len, str);
+        s->error_idx = task->parent ? task->idx : -1;
+    }
+    return &kv_sink_token;
+}
+
+static void *kv_status_array(const redisReadTask *task, int elements)
+{
+    struct kv_status_sink *s = task->privdata;
+    (void)elements;
+    if (task->parent == NULL) s->top_array = true;
+    return &kv_sink_token;
+}
+
+static void *kv_status_integer(const redisReadTask *task, long long value)
+{
+    (void)task;
+    (void)value;
+    return &kv_sink_token;
+}
+
+static void *kv_status_nil(const redisReadTask *task)
+{
+    struct kv_status_sink *s = task->privdata;
+    if (task->parent == NULL) s->top_nil = true;
+    return &kv_sink_token;
+}
+
+static redisReplyObjectFunctions kv_status_functions = {
+    kv_status_string, kv_status_array, kv_status_integer, kv_status_nil, kv_sink_free,
+};
+
+/* What EXEC's reply, as seen by the status sink, means. */
+static int kv_redis_exec_result(struct kv_redis *r, const struct kv_status_sink *s)
+{
+    if (s->top_nil) {
         err_set("kv redis: %s: a watched blob changed before EXEC; nothing written", r->where);
         return KV_CONFLICT;
     }
-    if (reply->type == REDIS_REPLY_ERROR) return kv_redis_reply_error(r, reply, "EXEC");
-    if (reply->type != REDIS_REPLY_ARRAY) {
-        err_set("kv redis: %s: unexpected EXEC reply type %d", r->where, reply->type);
+    if (s->error[0] && !s->top_array) {
+        redisReply e = {
+            .type = REDIS_REPLY_ERROR, .str = (char *)s->error, .len = strlen(s->error)};
+        return kv_redis_reply_error(r, &e, "EXEC");
+    }
+    if (s->error[0]) {
+        err_set("kv redis: %s: command %d of the transaction failed (%s); Redis applied the "
+                "others",
+                r->where, s->error_idx + 1, s->error);
         return KV_ERR;
     }
-    for (i = 0; i < reply->elements; i++) {
-        if (reply->element[i]->type == REDIS_REPLY_ERROR) {
-            err_set("kv redis: %s: command %zu of the transaction failed (%.200s); Redis "
-                    "applied the others",
-                    r->where, i + 1, reply->element[i]->str);
-            return KV_ERR;
-        }
+    if (!s->top_array) {
+        err_set("kv redis: %s: unexpected EXEC reply", r->where);
+        return KV_ERR;
     }
     return KV_OK;
 }
 
 static int kv_redis_commit_once(struct kv_redis *r, const struct kv_batch *b)
 {
+    struct kv_status_sink sink;
+    redisReplyObjectFunctions *saved_fn;
+    void *saved_privdata;
     size_t i, n_queued = 0, n_replies;
-    int rc = kv_redis_connect(r), first_error = KV_OK;
+    int rc = kv_redis_check_idle(r), first_error = KV_OK;
 
     if (rc != KV_OK) return rc;
     if (b->n_expect) {
@@ -931,18 +1123,28 @@ static int kv_redis_commit_once(struct kv_redis *r, const struct kv_batch *b)
     kv_resp_str(&r->out, "EXEC");
     if ((rc = kv_redis_send(r)) != KV_OK) return rc;
     n_replies = (b->has_negative ? 1 : 0) + 1 + n_queued + 1;
+    saved_fn = r->ctx->reader->fn;
+    saved_privdata = r->ctx->reader->privdata;
+    r->ctx->reader->fn = &kv_status_functions;
+    r->ctx->reader->privdata = &sink;
     for (i = 0; i < n_replies; i++) {
-        redisReply *reply;
-        if ((rc = kv_redis_read(r, &reply, "EXEC")) != KV_OK) return rc;
+        void *reply = NULL;
+        memset(&sink, 0, sizeof sink);
+        if (redisGetReply(r->ctx, &reply) != REDIS_OK || reply == NULL)
+            return kv_redis_drop(r, "EXEC"); /* frees the reader with our no-op free */
         if (i == n_replies - 1) {
-            rc = kv_redis_exec_result(r, reply);
+            rc = kv_redis_exec_result(r, &sink);
             if (first_error == KV_OK) first_error = rc;
-        } else if (reply->type == REDIS_REPLY_ERROR && first_error == KV_OK) {
+        } else if (sink.error[0] && first_error == KV_OK) {
             /* A command refused while queueing makes EXEC abort: nothing applied. */
-            first_error = kv_redis_reply_error(r, reply, "MULTI");
+            redisReply e = {
+                .type = REDIS_REPLY_ERROR, .str = sink.error, .len = strlen(sink.error)};
+            first_error = kv_redis_reply_error(r, &e, "MULTI");
         }
-        freeReplyObject(reply);
     }
+    r->ctx->reader->fn = saved_fn;
+    r->ctx->reader->privdata = saved_privdata;
+    r->last_reply_ms = kv_monotonic_ms();
     return first_error;
 }
 

@@ -193,13 +193,12 @@ static int redis_start(struct redis_server *s)
     if (child == 0) {
         int devnull = open("/dev/null", O_WRONLY);
         if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save",
-               "", "--appendonly", "no", "--daemonize", "yes", "--pidfile", s->pidfile,
-               "--logfile", s->logfile, "--dir", s->dir, (char *)NULL);
+        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--daemonize", "yes", "--pidfile", s->pidfile, "--logfile",
+               s->logfile, "--dir", s->dir, (char *)NULL);
         _exit(127);
     }
-    if (waitpid(child, &status, 0) != child || !WIFEXITED(status) ||
-        WEXITSTATUS(status) != 0) {
+    if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         fprintf(stderr, "redis-server did not start (is the redis-server package installed?)\n");
         return -1;
     }
@@ -236,7 +235,8 @@ static void redis_stop(struct redis_server *s)
     }
     if (!process_gone(s->pid)) {
         kill(s->pid, SIGKILL);
-        while (!process_gone(s->pid)) sleep_ms(10);
+        while (!process_gone(s->pid))
+            sleep_ms(10);
     }
     s->pid = 0;
     unlink(s->pidfile);
@@ -382,7 +382,8 @@ static void test_absent_counters_read_as_zero(void **state)
 
     memset(out, 0xaa, sizeof out);
     assert_int_equal(kv_counters_get(f->kv, "bayes", keys, 3, 4, out), KV_OK);
-    for (i = 0; i < 12; i++) assert_int_equal(out[i], 0);
+    for (i = 0; i < 12; i++)
+        assert_int_equal(out[i], 0);
     assert_int_equal(out[12], 0xaaaaaaaa); /* nothing written past n * width */
 }
 
@@ -439,7 +440,8 @@ static void test_width_is_respected(void **state)
     uint32_t out[2 * KV_MAX_WIDTH + 1];
     unsigned i;
 
-    for (i = 0; i < KV_MAX_WIDTH; i++) d16[i] = (int32_t)(100 + i);
+    for (i = 0; i < KV_MAX_WIDTH; i++)
+        d16[i] = (int32_t)(100 + i);
     kv_batch_incr(b, "w", 10, 3, d3, 0);
     kv_batch_incr(b, "w", 11, 1, &d1, 0);
     kv_batch_incr(b, "w", 12, KV_MAX_WIDTH, d16, 0);
@@ -458,7 +460,8 @@ static void test_width_is_respected(void **state)
     memset(out, 0xaa, sizeof out);
     keys[0] = 12;
     assert_int_equal(kv_counters_get(f->kv, "w", keys, 1, KV_MAX_WIDTH, out), KV_OK);
-    for (i = 0; i < KV_MAX_WIDTH; i++) assert_int_equal(out[i], 100 + i);
+    for (i = 0; i < KV_MAX_WIDTH; i++)
+        assert_int_equal(out[i], 100 + i);
     assert_int_equal(out[KV_MAX_WIDTH], 0xaaaaaaaa);
     kv_batch_free(b);
 }
@@ -479,7 +482,8 @@ static void test_many_keys_in_one_batch_and_one_get(void **state)
     }
     assert_int_equal(kv_batch_size(b), N);
     commit_ok(f->kv, b);
-    for (i = 0; i < N; i++) keys[i] = (uint64_t)(N - 1 - i) * 0x9E3779B97F4A7C15ULL;
+    for (i = 0; i < N; i++)
+        keys[i] = (uint64_t)(N - 1 - i) * 0x9E3779B97F4A7C15ULL;
     assert_int_equal(kv_counters_get(f->kv, "bayes:tok", keys, N, 2, out), KV_OK);
     for (i = 0; i < N; i++) {
         size_t orig = N - 1 - i;
@@ -537,7 +541,8 @@ static void test_binary_and_long_blob_keys_are_distinct(void **state)
     size_t i;
 
     /* Two maximal keys that differ only in their last byte (LMDB hashes their tails). */
-    for (i = 0; i < KV_MAX_KEY; i++) long_a[i] = long_b[i] = (unsigned char)('a' + i % 26);
+    for (i = 0; i < KV_MAX_KEY; i++)
+        long_a[i] = long_b[i] = (unsigned char)('a' + i % 26);
     long_b[KV_MAX_KEY - 1] ^= 1;
     kv_batch_put(b, "rep", long_a, sizeof long_a, "A", 1, 0);
     kv_batch_put(b, "rep", long_b, sizeof long_b, "B", 1, 0);
@@ -589,12 +594,12 @@ static void test_ttl_expires_entries(void **state)
 
     kv_batch_put(b, "rl", "short", 5, "gone soon", 9, 1);
     kv_batch_put(b, "rl", "forever", 7, "stays", 5, 0);
-    incr1(b, "rl", 1, 4, 1, 1);     /* expires */
-    incr1(b, "rl", 2, 4, 0, 0);     /* never expires */
-    incr1(b, "rl", 3, 1, 0, 1);     /* given a TTL ... */
-    incr1(b, "rl", 3, 1, 0, 0);     /* ... then made permanent by ttl 0 */
-    incr1(b, "rl", 4, 1, 0, 0);     /* permanent ... */
-    incr1(b, "rl", 4, 1, 0, 1);     /* ... then given a TTL */
+    incr1(b, "rl", 1, 4, 1, 1); /* expires */
+    incr1(b, "rl", 2, 4, 0, 0); /* never expires */
+    incr1(b, "rl", 3, 1, 0, 1); /* given a TTL ... */
+    incr1(b, "rl", 3, 1, 0, 0); /* ... then made permanent by ttl 0 */
+    incr1(b, "rl", 4, 1, 0, 0); /* permanent ... */
+    incr1(b, "rl", 4, 1, 0, 1); /* ... then given a TTL */
     commit_ok(f->kv, b);
     assert_blob(f->kv, "rl", "short", 5, "gone soon", 9);
     assert_counters(f->kv, "rl", 1, 4, 1);
@@ -686,7 +691,8 @@ static void test_failed_batch_is_all_or_nothing(void **state)
     kv_batch_expect(b, "all", "guard", 5, "must exist", 10);
     assert_int_equal(kv_batch_commit(f->kv, b), KV_CONFLICT);
     assert_int_equal(kv_counters_get(f->kv, "all", keys, 1000, 2, out), KV_OK);
-    for (i = 0; i < 2000; i++) assert_int_equal(out[i], 0);
+    for (i = 0; i < 2000; i++)
+        assert_int_equal(out[i], 0);
     assert_blob(f->kv, "all", "blob", 4, NULL, 0);
 
     /* An operation refused while queueing fails the whole commit. */
@@ -740,7 +746,8 @@ static void test_stat_counts_entries(void **state)
     struct kv_stat st;
     uint64_t i;
 
-    for (i = 0; i < 100; i++) incr1(b, "s", i, 1, 0, 0);
+    for (i = 0; i < 100; i++)
+        incr1(b, "s", i, 1, 0, 0);
     kv_batch_put(b, "s", "blob", 4, "v", 1, 0);
     commit_ok(f->kv, b);
     assert_int_equal(kv_stat(f->kv, &st), KV_OK);
@@ -785,7 +792,8 @@ static void test_lmdb_map_grows_when_full(void **state)
         assert_int_equal(out[2 * i], i + 1);
         assert_int_equal(out[2 * i + 1], 1);
     }
-    for (i = 0; i < 100; i++) assert_blob(kv, "g", &i, sizeof i, blob, sizeof blob);
+    for (i = 0; i < 100; i++)
+        assert_blob(kv, "g", &i, sizeof i, blob, sizeof blob);
     assert_int_equal(kv_stat(kv, &st), KV_OK);
     assert_true(st.size_bytes > 64 * 1024 * 4);
     assert_int_equal(st.entries, N + 100);
@@ -819,7 +827,8 @@ static void test_lmdb_full_when_map_cannot_grow(void **state)
     commit_ok(kv, b);
     kv_batch_clear(b);
     incr1(b, "g", 1, 1, 0, 0);
-    for (i = 100; i < 100 + 20000; i++) incr1(b, "g", i, 1, 0, 0);
+    for (i = 100; i < 100 + 20000; i++)
+        incr1(b, "g", i, 1, 0, 0);
     assert_int_equal(kv_batch_commit(kv, b), KV_FULL);
     assert_non_null(strstr(err_msg(), "map full"));
     assert_counters(kv, "g", 1, 1, 0);
@@ -873,7 +882,8 @@ static void *growth_reader(void *arg)
     struct kv *kv;
     size_t i;
 
-    for (i = 0; i < 500; i++) keys[i] = i;
+    for (i = 0; i < 500; i++)
+        keys[i] = i;
     if (kv_open(a->uri, &kv) != KV_OK) {
         a->errors++;
         return NULL;
@@ -910,7 +920,8 @@ static void test_lmdb_map_grows_under_concurrent_readers(void **state)
     memset(blob, 'y', sizeof blob);
     for (round = 0; round < 60; round++) {
         kv_batch_clear(b);
-        for (i = 0; i < 500; i++) incr1(b, "g", i, 1, 0, 0);
+        for (i = 0; i < 500; i++)
+            incr1(b, "g", i, 1, 0, 0);
         for (i = 0; i < 20; i++) {
             size_t k = round * 20 + i;
             kv_batch_put(b, "blobs", &k, sizeof k, blob, sizeof blob, 0);
@@ -939,7 +950,8 @@ static int lmdb_grow_child(const char *path)
 
     snprintf(uri, sizeof uri, "lmdb:%s?map_size=64k", path);
     if (kv_open(uri, &kv) != KV_OK) return 1;
-    for (i = 0; i < 30000; i++) incr1(b, "child", i, 1, 0, 0);
+    for (i = 0; i < 30000; i++)
+        incr1(b, "child", i, 1, 0, 0);
     rc = kv_batch_commit(kv, b);
     kv_close(kv);
     kv_batch_free(b);
@@ -1025,49 +1037,71 @@ static void test_redis_idle_connection_survives_restart(void **state)
     struct fixture *f = *state;
     struct kv_batch *b = kv_batch_new();
 
-    /* A restart between two messages is invisible to reads: the first read on the
-     * dead connection reconnects once and succeeds. */
+    /* A restart while the handle is idle is invisible: the first read on the dead
+     * connection reconnects once and succeeds, and so does the first commit (it
+     * checks an idle connection before writing). */
     incr1(b, "r", 2, 3, 0, 0);
     commit_ok(f->kv, b);
     redis_stop(&redis_srv);
     assert_int_equal(redis_start(&redis_srv), 0);
     sleep_ms(1050); /* past the reconnect delay from the handle's own connect */
     assert_counters(f->kv, "r", 2, 0, 0);
+
+    redis_stop(&redis_srv);
+    assert_int_equal(redis_start(&redis_srv), 0);
+    sleep_ms(1050);
+    commit_ok(f->kv, b);
+    assert_counters(f->kv, "r", 2, 3, 0);
     kv_batch_free(b);
 }
 
-struct silent_server {
+/* A stand-in for Redis: answers the connect handshake (SCRIPT LOAD, PING), then
+ * either says nothing more or hangs up. */
+struct fake_server {
     int listen_fd;
     int port;
+    bool hang_up;
 };
 
-/* Answers the connect handshake (SCRIPT LOAD, PING), then never again. */
-static void *silent_server_run(void *arg)
+static void *fake_server_run(void *arg)
 {
-    struct silent_server *s = arg;
+    struct fake_server *s = arg;
     static const char handshake[] = "$40\r\n0123456789012345678901234567890123456789\r\n+PONG\r\n";
     char in[4096];
-    size_t seen = 0;
+    bool answered = false;
     int fd = accept(s->listen_fd, NULL, NULL);
     ssize_t n;
 
     if (fd < 0) return NULL;
     while ((n = read(fd, in, sizeof in - 1)) > 0) {
         in[n] = '\0';
-        if (seen == 0 && strstr(in, "PING")) {
+        if (!answered && strstr(in, "PING")) {
             if (write(fd, handshake, sizeof handshake - 1) < 0) break;
-            seen = 1;
+            answered = true;
+            if (s->hang_up) break;
         }
     }
     close(fd);
     return NULL;
 }
 
-static void test_redis_command_timeout_is_unavailable(void **state)
+static void fake_server_start(struct fake_server *s, pthread_t *thread)
 {
-    struct silent_server s = {0};
     struct sockaddr_in sa = {.sin_family = AF_INET};
     socklen_t len = sizeof sa;
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    s->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(bind(s->listen_fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(s->listen_fd, 1), 0);
+    getsockname(s->listen_fd, (struct sockaddr *)&sa, &len);
+    s->port = ntohs(sa.sin_port);
+    assert_int_equal(pthread_create(thread, NULL, fake_server_run, s), 0);
+}
+
+static void test_redis_command_timeout_is_unavailable(void **state)
+{
+    struct fake_server s = {0};
     char uri[200];
     struct kv *kv;
     pthread_t thread;
@@ -1076,15 +1110,8 @@ static void test_redis_command_timeout_is_unavailable(void **state)
     double t0;
     (void)state;
 
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    s.listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_int_equal(bind(s.listen_fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(s.listen_fd, 1), 0);
-    getsockname(s.listen_fd, (struct sockaddr *)&sa, &len);
-    s.port = ntohs(sa.sin_port);
-    assert_int_equal(pthread_create(&thread, NULL, silent_server_run, &s), 0);
-    snprintf(uri, sizeof uri, "redis://127.0.0.1:%d?timeout_ms=200&connect_timeout_ms=500",
-             s.port);
+    fake_server_start(&s, &thread);
+    snprintf(uri, sizeof uri, "redis://127.0.0.1:%d?timeout_ms=200&connect_timeout_ms=500", s.port);
     assert_int_equal(kv_open(uri, &kv), KV_OK);
     t0 = now_s();
     assert_int_equal(kv_counters_get(kv, "t", &key, 1, 1, out), KV_UNAVAILABLE);
@@ -1092,6 +1119,33 @@ static void test_redis_command_timeout_is_unavailable(void **state)
     kv_close(kv);
     pthread_join(thread, NULL);
     close(s.listen_fd);
+}
+
+static void test_redis_server_gone_mid_write_does_not_kill_process(void **state)
+{
+    struct fake_server s = {.hang_up = true};
+    struct sigaction dfl = {.sa_handler = SIG_DFL}, old;
+    enum { N = 20000 }; /* ~1 MB of HMGETs: the writes outlast the peer's socket */
+    uint64_t *keys = calloc(N, sizeof *keys);
+    uint32_t *out = calloc(N, sizeof *out);
+    char uri[200];
+    struct kv *kv;
+    pthread_t thread;
+    (void)state;
+
+    /* The default disposition, under which an unguarded write would kill us. */
+    sigaction(SIGPIPE, &dfl, &old);
+    fake_server_start(&s, &thread);
+    snprintf(uri, sizeof uri, "redis://127.0.0.1:%d", s.port);
+    assert_int_equal(kv_open(uri, &kv), KV_OK);
+    pthread_join(thread, NULL); /* the server has hung up */
+    close(s.listen_fd);
+    sleep_ms(50);
+    assert_int_equal(kv_counters_get(kv, "t", keys, N, 1, out), KV_UNAVAILABLE);
+    kv_close(kv);
+    sigaction(SIGPIPE, &old, NULL);
+    free(keys);
+    free(out);
 }
 
 static void test_redis_open_refused_is_unavailable(void **state)
@@ -1273,8 +1327,8 @@ int main(int argc, char **argv)
                                         lmdb_teardown),
         cmocka_unit_test_setup_teardown(test_lmdb_map_grows_under_concurrent_readers, lmdb_setup,
                                         lmdb_teardown),
-        cmocka_unit_test_setup_teardown(test_lmdb_adopts_map_grown_by_another_process,
-                                        lmdb_setup, lmdb_teardown),
+        cmocka_unit_test_setup_teardown(test_lmdb_adopts_map_grown_by_another_process, lmdb_setup,
+                                        lmdb_teardown),
     };
     const struct CMUnitTest redis_tests[] = {
         KV_SHARED_TESTS(redis_setup, redis_teardown),
@@ -1287,6 +1341,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_redis_idle_connection_survives_restart, redis_setup,
                                         redis_teardown),
         cmocka_unit_test(test_redis_command_timeout_is_unavailable),
+        cmocka_unit_test(test_redis_server_gone_mid_write_does_not_kill_process),
         cmocka_unit_test(test_redis_open_refused_is_unavailable),
     };
     const struct CMUnitTest uri_tests[] = {
@@ -1294,12 +1349,12 @@ int main(int argc, char **argv)
     };
     int failed = 0;
 
-    if (argc == 3 && strcmp(argv[1], "--lmdb-grow-child") == 0) return lmdb_grow_child(argv[2]);
-    self_exe = "/proc/self/exe";
     /* Growth and reconnection log on stderr; the test output stays readable without them. */
     log_set_level(LOG_LEVEL_ERROR);
-    failed += cmocka_run_group_tests_name("kv_lmdb", lmdb_tests, lmdb_group_setup,
-                                          lmdb_group_teardown);
+    if (argc == 3 && strcmp(argv[1], "--lmdb-grow-child") == 0) return lmdb_grow_child(argv[2]);
+    self_exe = "/proc/self/exe";
+    failed +=
+        cmocka_run_group_tests_name("kv_lmdb", lmdb_tests, lmdb_group_setup, lmdb_group_teardown);
     failed += cmocka_run_group_tests_name("kv_redis", redis_tests, redis_group_setup,
                                           redis_group_teardown);
     failed += cmocka_run_group_tests_name("kv_uri", uri_tests, NULL, NULL);
