@@ -51,6 +51,7 @@ bench: build
 	@scripts/install-deps bench
 	@bench/parse
 	@bench/accuracy
+	@bench/bayes
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

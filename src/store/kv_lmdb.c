@@ -333,7 +333,7 @@ static int kv_lmdb_env_open(const char *path, const struct kv_lmdb_options *opt,
     /* For an existing file, 0 means "the size recorded in the file", so a map
      * that grew in an earlier run starts at its grown size. */
     mdb_env_set_mapsize(sh->env, existed ? 0 : opt->map_bytes);
-    rc = mdb_env_open(sh->env, path, MDB_NOSUBDIR | MDB_NOTLS | opt->env_flags, 0600);
+    rc = mdb_env_open(sh->env, path, MDB_NOSUBDIR | MDB_NOTLS | MDB_NORDAHEAD | opt->env_flags, 0600);
     if (rc != 0) goto fail;
     mdb_env_info(sh->env, &info);
     if (info.me_mapsize < opt->map_bytes) {

@@ -12,8 +12,9 @@
  * e-mail addresses replaced by normalised shapes. Each word token gives a
  * FEAT_WORD feature; each pair of words at distance 1..4 inside a window of
  * 5 gives a FEAT_OSB feature (orthogonal sparse bigrams); metadata (sender
- * domain, subject words, MIME and attachment types, URL domains, charsets,
- * header presence) gives FEAT_META features. Every feature is a 64-bit XXH3
+ * domain, words of the sender and route headers, Received relays, subject
+ * words, MIME and attachment types, URL domains, charsets) gives FEAT_META
+ * features. Every feature is a 64-bit XXH3
  * hash. The same message always gives the same stream, in the same order.
  */
 #ifndef MXW_FEATURES_H
@@ -25,7 +26,7 @@
 struct arena;
 struct message;
 
-#define FEATURE_STREAM_VERSION 1
+#define FEATURE_STREAM_VERSION 2
 
 /* Bounds that keep a huge message cheap: later tokens are ignored. */
 #define FEATURES_MAX_WORDS 20000

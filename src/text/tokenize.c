@@ -250,7 +250,7 @@ static void tok_emit_ascii_word(struct tokenizer *t, const unsigned char *s, siz
         tok_emit_longword(t, prefix, TOKEN_SHAPE_PREFIX_CPS, n);
         return;
     }
-    if (all_digits) {
+    if (all_digits && n > TOKEN_NUMBER_LITERAL_MAX) {
         tok_emit_number(t, n);
         return;
     }
@@ -259,7 +259,7 @@ static void tok_emit_ascii_word(struct tokenizer *t, const unsigned char *s, siz
     d = t->token.data;
     for (i = 0; i < n; i++)
         d[i] = (char)normalize_ascii_lower(s[i]);
-    tok_emit(t, TOKEN_WORD, d, n);
+    tok_emit(t, all_digits ? TOKEN_NUMBER : TOKEN_WORD, d, n);
 }
 
 /* One piece of a normalised run: the same rules as the ASCII path, by code points. */
@@ -276,12 +276,12 @@ static void tok_emit_piece(struct tokenizer *t, const char *p, size_t len, size_
         tok_emit_longword(t, p, off, n_cps);
         return;
     }
-    if (all_digits) {
+    if (all_digits && n_cps > TOKEN_NUMBER_LITERAL_MAX) {
         tok_emit_number(t, n_cps);
         return;
     }
     if (n_cps < TOKEN_MIN_CPS && !cjk) return;
-    tok_emit(t, TOKEN_WORD, p, len);
+    tok_emit(t, all_digits ? TOKEN_NUMBER : TOKEN_WORD, p, len);
 }
 
 /*

@@ -30,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -40,22 +39,10 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "store/kv.h"
+#include "redis_server.h"
 
 /* ---- helpers ---- */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
 
 static void incr1(struct kv_batch *b, const char *ns, uint64_t key, int32_t d0, int32_t d1,
                   unsigned ttl)
@@ -107,32 +94,9 @@ static void assert_blob(struct kv *kv, const char *ns, const void *key, size_t k
 
 /* ---- a real redis-server for the Redis group ---- */
 
-struct redis_server {
-    int port;
-    pid_t pid;
-    char dir[256];
-    char pidfile[300];
-    char logfile[300];
-};
-
-static struct redis_server redis_srv;
+static struct test_redis redis_srv;
 static char lmdb_dir[256];
 static int test_counter;
-
-static int free_loopback_port(void)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    socklen_t len = sizeof sa;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
-        getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
-        return -1;
-    port = ntohs(sa.sin_port);
-    close(fd);
-    return port;
-}
 
 static redisContext *redis_admin(void)
 {
@@ -159,89 +123,6 @@ static redisReply *redis_admin_command(const char *fmt, ...)
     return reply;
 }
 
-static bool process_gone(pid_t pid)
-{
-    char path[64], line[256];
-    bool gone = true;
-    FILE *f;
-
-    if (waitpid(pid, NULL, WNOHANG) == pid) return true; /* our child (we are its subreaper) */
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    f = fopen(path, "r");
-    if (f == NULL) return true;
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "State:", 6) == 0) {
-            gone = strchr(line, 'Z') != NULL;
-            break;
-        }
-    }
-    fclose(f);
-    return gone;
-}
-
-static int redis_start(struct redis_server *s)
-{
-    char port[16];
-    double deadline;
-    pid_t child;
-    int status;
-
-    snprintf(port, sizeof port, "%d", s->port);
-    unlink(s->pidfile);
-    child = fork();
-    if (child < 0) return -1;
-    if (child == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--daemonize", "yes", "--pidfile", s->pidfile, "--logfile",
-               s->logfile, "--dir", s->dir, (char *)NULL);
-        _exit(127);
-    }
-    if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "redis-server did not start (is the redis-server package installed?)\n");
-        return -1;
-    }
-    s->pid = 0;
-    for (deadline = now_s() + 5; now_s() < deadline; sleep_ms(20)) {
-        redisReply *reply;
-        if (s->pid == 0) {
-            FILE *f = fopen(s->pidfile, "r");
-            int pid = 0;
-            if (f) {
-                if (fscanf(f, "%d", &pid) != 1) pid = 0;
-                fclose(f);
-            }
-            s->pid = pid;
-        }
-        reply = redis_admin_command("PING");
-        if (reply && reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "PONG") == 0 &&
-            s->pid > 0) {
-            freeReplyObject(reply);
-            return 0;
-        }
-        if (reply) freeReplyObject(reply);
-    }
-    fprintf(stderr, "redis-server on port %d did not answer PING\n", s->port);
-    return -1;
-}
-
-static void redis_stop(struct redis_server *s)
-{
-    double deadline;
-    if (s->pid <= 0) return;
-    kill(s->pid, SIGTERM);
-    for (deadline = now_s() + 5; now_s() < deadline && !process_gone(s->pid); sleep_ms(10)) {
-    }
-    if (!process_gone(s->pid)) {
-        kill(s->pid, SIGKILL);
-        while (!process_gone(s->pid))
-            sleep_ms(10);
-    }
-    s->pid = 0;
-    unlink(s->pidfile);
-}
-
 static const char *tmp_base(void)
 {
     const char *t = getenv("TMPDIR");
@@ -251,23 +132,13 @@ static const char *tmp_base(void)
 static int redis_group_setup(void **state)
 {
     (void)state;
-    /* The daemonised server is reparented to us, so we can reap it. */
-    prctl(PR_SET_CHILD_SUBREAPER, 1);
-    snprintf(redis_srv.dir, sizeof redis_srv.dir, "%s/test_kv_redis.XXXXXX", tmp_base());
-    if (mkdtemp(redis_srv.dir) == NULL) return -1;
-    snprintf(redis_srv.pidfile, sizeof redis_srv.pidfile, "%s/redis.pid", redis_srv.dir);
-    snprintf(redis_srv.logfile, sizeof redis_srv.logfile, "%s/redis.log", redis_srv.dir);
-    redis_srv.port = free_loopback_port();
-    if (redis_srv.port <= 0) return -1;
-    return redis_start(&redis_srv);
+    return test_redis_open(&redis_srv);
 }
 
 static int redis_group_teardown(void **state)
 {
     (void)state;
-    redis_stop(&redis_srv);
-    unlink(redis_srv.logfile);
-    rmdir(redis_srv.dir);
+    test_redis_close(&redis_srv);
     return 0;
 }
 
@@ -340,7 +211,7 @@ static int redis_setup(void **state)
     f->is_redis = true;
     snprintf(f->uri, sizeof f->uri, "redis://127.0.0.1:%d", redis_srv.port);
     *state = f;
-    if (redis_srv.pid <= 0 && redis_start(&redis_srv) != 0) return -1;
+    if (redis_srv.pid <= 0 && test_redis_start(&redis_srv) != 0) return -1;
     reply = redis_admin_command("FLUSHALL");
     if (reply == NULL) return -1;
     freeReplyObject(reply);
@@ -604,7 +475,7 @@ static void test_ttl_expires_entries(void **state)
     assert_blob(f->kv, "rl", "short", 5, "gone soon", 9);
     assert_counters(f->kv, "rl", 1, 4, 1);
 
-    sleep_ms(1300);
+    test_sleep_ms(1300);
     assert_blob(f->kv, "rl", "short", 5, NULL, 0);
     assert_blob(f->kv, "rl", "forever", 7, "stays", 5);
     assert_counters(f->kv, "rl", 1, 0, 0);
@@ -1004,9 +875,9 @@ static void test_redis_reconnects_after_restart(void **state)
     incr1(b, "r", 1, 1, 0, 0);
     commit_ok(f->kv, b);
 
-    redis_stop(&redis_srv);
-    sleep_ms(1050); /* past the reconnect delay, so the next call really tries */
-    t0 = now_s();
+    test_redis_stop(&redis_srv);
+    test_sleep_ms(1050); /* past the reconnect delay, so the next call really tries */
+    t0 = test_now_s();
     /* The dead connection is noticed, one reconnect is tried and refused. */
     assert_int_equal(kv_counters_get(f->kv, "r", &key, 1, 2, out), KV_UNAVAILABLE);
     assert_non_null(strstr(err_msg(), "cannot connect"));
@@ -1015,15 +886,15 @@ static void test_redis_reconnects_after_restart(void **state)
     assert_non_null(strstr(err_msg(), "next reconnect"));
     assert_int_equal(kv_get(f->kv, "r", "k", 1, &v, &found), KV_UNAVAILABLE);
     assert_int_equal(kv_batch_commit(f->kv, b), KV_UNAVAILABLE);
-    assert_true(now_s() - t0 < 0.5); /* refused at once, not after a timeout */
+    assert_true(test_now_s() - t0 < 0.5); /* refused at once, not after a timeout */
 
-    assert_int_equal(redis_start(&redis_srv), 0);
-    if (now_s() - t0 < 0.9) {
+    assert_int_equal(test_redis_start(&redis_srv), 0);
+    if (test_now_s() - t0 < 0.9) {
         /* Still within the second: the handle does not try, though the server is back. */
         assert_int_equal(kv_counters_get(f->kv, "r", &key, 1, 2, out), KV_UNAVAILABLE);
         assert_non_null(strstr(err_msg(), "next reconnect"));
     }
-    sleep_ms(1050);
+    test_sleep_ms(1050);
     /* The server came back empty (no persistence): a fresh start. */
     assert_counters(f->kv, "r", 1, 0, 0);
     commit_ok(f->kv, b);
@@ -1042,14 +913,14 @@ static void test_redis_idle_connection_survives_restart(void **state)
      * checks an idle connection before writing). */
     incr1(b, "r", 2, 3, 0, 0);
     commit_ok(f->kv, b);
-    redis_stop(&redis_srv);
-    assert_int_equal(redis_start(&redis_srv), 0);
-    sleep_ms(1050); /* past the reconnect delay from the handle's own connect */
+    test_redis_stop(&redis_srv);
+    assert_int_equal(test_redis_start(&redis_srv), 0);
+    test_sleep_ms(1050); /* past the reconnect delay from the handle's own connect */
     assert_counters(f->kv, "r", 2, 0, 0);
 
-    redis_stop(&redis_srv);
-    assert_int_equal(redis_start(&redis_srv), 0);
-    sleep_ms(1050);
+    test_redis_stop(&redis_srv);
+    assert_int_equal(test_redis_start(&redis_srv), 0);
+    test_sleep_ms(1050);
     commit_ok(f->kv, b);
     assert_counters(f->kv, "r", 2, 3, 0);
     kv_batch_free(b);
@@ -1113,9 +984,9 @@ static void test_redis_command_timeout_is_unavailable(void **state)
     fake_server_start(&s, &thread);
     snprintf(uri, sizeof uri, "redis://127.0.0.1:%d?timeout_ms=200&connect_timeout_ms=500", s.port);
     assert_int_equal(kv_open(uri, &kv), KV_OK);
-    t0 = now_s();
+    t0 = test_now_s();
     assert_int_equal(kv_counters_get(kv, "t", &key, 1, 1, out), KV_UNAVAILABLE);
-    assert_true(now_s() - t0 < 1.0);
+    assert_true(test_now_s() - t0 < 1.0);
     kv_close(kv);
     pthread_join(thread, NULL);
     close(s.listen_fd);
@@ -1140,7 +1011,7 @@ static void test_redis_server_gone_mid_write_does_not_kill_process(void **state)
     assert_int_equal(kv_open(uri, &kv), KV_OK);
     pthread_join(thread, NULL); /* the server has hung up */
     close(s.listen_fd);
-    sleep_ms(50);
+    test_sleep_ms(50);
     assert_int_equal(kv_counters_get(kv, "t", keys, N, 1, out), KV_UNAVAILABLE);
     kv_close(kv);
     sigaction(SIGPIPE, &old, NULL);
@@ -1152,14 +1023,14 @@ static void test_redis_open_refused_is_unavailable(void **state)
 {
     char uri[100];
     struct kv *kv = (struct kv *)1;
-    double t0 = now_s();
+    double t0 = test_now_s();
     (void)state;
 
-    snprintf(uri, sizeof uri, "redis://127.0.0.1:%d", free_loopback_port());
+    snprintf(uri, sizeof uri, "redis://127.0.0.1:%d", test_free_port());
     assert_int_equal(kv_open(uri, &kv), KV_UNAVAILABLE);
     assert_null(kv);
     assert_non_null(strstr(err_msg(), "cannot connect"));
-    assert_true(now_s() - t0 < 1.0);
+    assert_true(test_now_s() - t0 < 1.0);
 }
 
 static void test_redis_password_and_db_from_uri(void **state)

@@ -60,21 +60,49 @@ static void test_words_are_lowercased_and_split_on_punctuation(void **state)
 static void test_short_tokens_are_dropped(void **state)
 {
     (void)state;
-    check_tokens("a I it's x ok", "it|ok");
+    /* Single letters and single digits alike: TOKEN_MIN_CPS applies to numbers too. */
+    check_tokens("a I it's x 7 ok 0", "it|ok");
 }
 
-static void test_number_becomes_shape(void **state)
+static void test_short_number_is_kept(void **state)
 {
     struct tokenizer t = {0};
     struct collected c = {0};
-    const char *s = "in 2024 pay $1,000.00 now 7";
+    const char *s = "in 2024 pay $1,000.00 now 7 or 12 of 007";
+    static const enum token_kind want[] = {
+        TOKEN_WORD, TOKEN_NUMBER, TOKEN_WORD,   TOKEN_NUMBER, TOKEN_NUMBER,
+        TOKEN_WORD, TOKEN_WORD,   TOKEN_NUMBER, TOKEN_WORD,   TOKEN_NUMBER,
+    };
+    size_t i;
     (void)state;
+    /* 2..4 digits stay as written (leading zeros too); the lone "1" and "7" are dropped. */
     tokenize(&t, s, strlen(s), collect, &c);
-    assert_string_equal(c.joined.data, "in|num:4|pay|num:1|num:3|num:2|now|num:1");
-    assert_int_equal(c.kinds[1], TOKEN_NUMBER);
-    assert_int_equal(c.kinds[0], TOKEN_WORD);
+    assert_string_equal(c.joined.data, "in|2024|pay|000|00|now|or|12|of|007");
+    assert_int_equal(c.n, sizeof want / sizeof want[0]);
+    for (i = 0; i < c.n; i++)
+        assert_int_equal(c.kinds[i], want[i]);
     collect_free(&c);
     tokenizer_free(&t);
+}
+
+static void test_long_number_becomes_shape(void **state)
+{
+    struct tokenizer t = {0};
+    struct collected c = {0};
+    const char *s = "1234 12345 order 0800123456";
+    (void)state;
+    /* TOKEN_NUMBER_LITERAL_MAX (4) is the last literal length; from 5 digits on, a shape. */
+    tokenize(&t, s, strlen(s), collect, &c);
+    assert_string_equal(c.joined.data, "1234|num:5|order|num:10");
+    assert_int_equal(c.kinds[0], TOKEN_NUMBER);
+    assert_int_equal(c.kinds[1], TOKEN_NUMBER);
+    assert_int_equal(c.kinds[2], TOKEN_WORD);
+    assert_int_equal(c.kinds[3], TOKEN_NUMBER);
+    collect_free(&c);
+    tokenizer_free(&t);
+    /* Beyond 32 digits the long-word rule comes first. */
+    check_tokens("12345678901234567890123456789012", "num:32");
+    check_tokens("123456789012345678901234567890123", "longword:123:64");
 }
 
 static void test_mixed_letters_and_digits_stay_words(void **state)
@@ -85,9 +113,18 @@ static void test_mixed_letters_and_digits_stay_words(void **state)
 
 static void test_fullwidth_digits_become_number(void **state)
 {
+    struct tokenizer t = {0};
+    struct collected c = {0};
+    /* １２３４ and １２３４５ are Nd, NFKC makes them ASCII digits: numbers like any other. */
+    const char *s = "\xEF\xBC\x91\xEF\xBC\x92\xEF\xBC\x93\xEF\xBC\x94 "
+                    "\xEF\xBC\x91\xEF\xBC\x92\xEF\xBC\x93\xEF\xBC\x94\xEF\xBC\x95 \xEF\xBC\x97";
     (void)state;
-    /* １２３４ is Nd, NFKC makes it ASCII digits: a number like any other. */
-    check_tokens("\xEF\xBC\x91\xEF\xBC\x92\xEF\xBC\x93\xEF\xBC\x94", "num:4");
+    tokenize(&t, s, strlen(s), collect, &c);
+    assert_string_equal(c.joined.data, "1234|num:5"); /* the lone ７ is dropped */
+    assert_int_equal(c.kinds[0], TOKEN_NUMBER);
+    assert_int_equal(c.kinds[1], TOKEN_NUMBER);
+    collect_free(&c);
+    tokenizer_free(&t);
 }
 
 static void test_long_word_becomes_shape(void **state)
@@ -97,7 +134,7 @@ static void test_long_word_becomes_shape(void **state)
     const char *s = "Supercalifragilisticexpialidocious is 34 letters";
     (void)state;
     tokenize(&t, s, strlen(s), collect, &c);
-    assert_string_equal(c.joined.data, "longword:sup:64|is|num:2|letters");
+    assert_string_equal(c.joined.data, "longword:sup:64|is|34|letters");
     assert_int_equal(c.kinds[0], TOKEN_LONGWORD);
     collect_free(&c);
     tokenizer_free(&t);
@@ -339,8 +376,13 @@ static void test_fullwidth_and_styled_letters_are_normalised(void **state)
 static void test_normalisation_can_split_a_run(void **state)
 {
     (void)state;
-    /* ⒈ (No) becomes "1." after NFKC: the dot separates, the digit is a number. */
-    check_tokens("\xE2\x92\x88", "num:1");
+    /* ⒛ (No) becomes "20." after NFKC: the dot separates, "20" is a number kept as written. */
+    check_tokens("ab\xE2\x92\x9B"
+                 "cd",
+                 "ab20|cd");
+    check_tokens("\xE2\x92\x9B\xE2\x92\x9B", "20|20");
+    /* ⒈ becomes "1.": a single digit, dropped. */
+    check_tokens("\xE2\x92\x88", "");
 }
 
 static void test_invalid_bytes_separate_words(void **state)
@@ -404,7 +446,7 @@ static void test_text_need_not_be_nul_terminated(void **state)
         "www.",       "www.x",     "www.x.", "http://",  "http://[",     "http://[::1",
         "https://a@", "x@",        "x@y",    "x@y.",     "mailto:",      "mailto:a",
         "a.b.c@d",    "ab",        "7",      "\xC3\xA9", "\xE6\x97\xA5", "ab\xE2\x80\x8B",
-        "ftp://h",    "www.a.b/c", "a@b.c",
+        "ftp://h",    "www.a.b/c", "a@b.c",  "2024",     "12345",        "\xE2\x92\x9B",
     };
     struct tokenizer t = {0};
     size_t i;
@@ -460,7 +502,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_words_are_lowercased_and_split_on_punctuation),
         cmocka_unit_test(test_short_tokens_are_dropped),
-        cmocka_unit_test(test_number_becomes_shape),
+        cmocka_unit_test(test_short_number_is_kept),
+        cmocka_unit_test(test_long_number_becomes_shape),
         cmocka_unit_test(test_mixed_letters_and_digits_stay_words),
         cmocka_unit_test(test_fullwidth_digits_become_number),
         cmocka_unit_test(test_long_word_becomes_shape),
