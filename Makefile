@@ -22,12 +22,13 @@ build: deps
 run: build
 	@for f in examples/*.eml; do echo "== $$f"; ./$(BUILD)/mxwarden scan "$$f"; echo; done
 
-# Normal build with every test, then the unit tests again under ASan+UBSan
-# (leak checking on), then a short fuzz run of every parser.
+# A short fuzz run of every parser, the unit tests under ASan+UBSan (leak
+# checking on), then the normal build with every test, whose summary is the
+# last thing printed.
 check: build
-	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
-	@$(MAKE) --no-print-directory check-asan
 	@$(MAKE) --no-print-directory fuzz-smoke
+	@$(MAKE) --no-print-directory check-asan
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 check-asan: deps
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMXW_SANITIZE=ON >/dev/null
