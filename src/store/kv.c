@@ -316,3 +316,20 @@ int kv_batch_commit(struct kv *kv, struct kv_batch *b)
     if (b->n_ops == 0) return KV_OK;
     return kv->ops->commit(kv->state, b);
 }
+
+int kv_option_next(const char **q, struct kv_option *opt)
+{
+    const char *p = *q, *amp, *eq;
+    size_t len;
+
+    if (*p == '\0') return 0;
+    amp = strchr(p, '&');
+    len = amp ? (size_t)(amp - p) : strlen(p);
+    eq = memchr(p, '=', len);
+    opt->name = p;
+    opt->name_len = eq ? (size_t)(eq - p) : len;
+    opt->value = eq ? eq + 1 : p + len;
+    opt->value_len = eq ? len - opt->name_len - 1 : 0;
+    *q = p + len + (amp ? 1 : 0);
+    return 1;
+}

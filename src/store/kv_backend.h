@@ -113,4 +113,14 @@ extern const struct kv_ops kv_redis_ops;
 /* Milliseconds since the epoch, for expiry times that outlive the process (LMDB). */
 uint64_t kv_now_ms(void);
 
+/* One "name=value" of a URI's query string ("?a=1&b=2"). */
+struct kv_option {
+    const char *name;
+    size_t name_len;
+    const char *value; /* "" when there is no '=' */
+    size_t value_len;
+};
+/* Takes the next option from *q (advancing it); returns 0 at the end of the string. */
+int kv_option_next(const char **q, struct kv_option *opt);
+
 #endif

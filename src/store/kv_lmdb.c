@@ -270,21 +270,19 @@ static int kv_lmdb_parse_size(const char *s, size_t len, size_t *out)
 /* Parses "name=value&..." into opt; returns KV_OK or KV_ERR with err_set(). */
 static int kv_lmdb_parse_options(const char *q, struct kv_lmdb_options *opt)
 {
-    while (*q) {
-        const char *amp = strchr(q, '&');
-        size_t len = amp ? (size_t)(amp - q) : strlen(q);
-        const char *eq = memchr(q, '=', len);
-        size_t name_len = eq ? (size_t)(eq - q) : len;
-        const char *val = eq ? eq + 1 : q + len;
-        size_t val_len = eq ? len - name_len - 1 : 0;
+    struct kv_option o;
+
+    while (kv_option_next(&q, &o)) {
+        const char *name = o.name, *val = o.value;
+        size_t name_len = o.name_len, val_len = o.value_len;
         int bad = 0;
 
-        if (name_len == 8 && memcmp(q, "map_size", 8) == 0) {
+        if (name_len == 8 && memcmp(name, "map_size", 8) == 0) {
             bad = kv_lmdb_parse_size(val, val_len, &opt->map_bytes) != 0 ||
                   opt->map_bytes < KV_LMDB_MIN_MAP_BYTES;
-        } else if (name_len == 12 && memcmp(q, "max_map_size", 12) == 0) {
+        } else if (name_len == 12 && memcmp(name, "max_map_size", 12) == 0) {
             bad = kv_lmdb_parse_size(val, val_len, &opt->max_map_bytes) != 0;
-        } else if (name_len == 4 && memcmp(q, "sync", 4) == 0) {
+        } else if (name_len == 4 && memcmp(name, "sync", 4) == 0) {
             if (val_len == 4 && memcmp(val, "full", 4) == 0)
                 opt->env_flags = 0;
             else if (val_len == 4 && memcmp(val, "meta", 4) == 0)
@@ -295,16 +293,15 @@ static int kv_lmdb_parse_options(const char *q, struct kv_lmdb_options *opt)
                 bad = 1;
         } else {
             err_set("kv lmdb: unknown option \"%.*s\" (known: map_size, max_map_size, sync)",
-                    (int)(name_len > 40 ? 40 : name_len), q);
+                    (int)(name_len > 40 ? 40 : name_len), name);
             return KV_ERR;
         }
         if (bad) {
             err_set("kv lmdb: bad value \"%.*s\" for option %.*s (map_size is at least %zu)",
-                    (int)(val_len > 40 ? 40 : val_len), val, (int)name_len, q,
+                    (int)(val_len > 40 ? 40 : val_len), val, (int)name_len, name,
                     KV_LMDB_MIN_MAP_BYTES);
             return KV_ERR;
         }
-        q += len + (amp ? 1 : 0);
     }
     if (opt->max_map_bytes && opt->max_map_bytes < opt->map_bytes) {
         err_set("kv lmdb: max_map_size %zu is below map_size %zu", opt->max_map_bytes,
@@ -528,6 +525,20 @@ static int kv_lmdb_grow(struct kv_lmdb_env *sh, uint64_t seen_generation)
  * Starts the handle's read txn and takes map_lock for reading; on KV_OK the
  * caller ends with kv_lmdb_read_end(). Adopts a map grown by another process.
  */
+/* Takes the map lock for a transaction (shared: only growth takes it alone) and
+ * reads the map generation; KV_ERR if a failed remap left no usable map. */
+static int kv_lmdb_map_enter(struct kv_lmdb_env *sh, uint64_t *generation)
+{
+    pthread_rwlock_rdlock(&sh->map_lock);
+    if (sh->map_lost) {
+        pthread_rwlock_unlock(&sh->map_lock);
+        err_set("kv lmdb: %s: the map was lost in a failed remap; reopen the store", sh->path);
+        return KV_ERR;
+    }
+    *generation = sh->map_generation;
+    return KV_OK;
+}
+
 static int kv_lmdb_read_begin(struct kv_lmdb *h)
 {
     struct kv_lmdb_env *sh = h->shared;
@@ -535,13 +546,7 @@ static int kv_lmdb_read_begin(struct kv_lmdb *h)
 
     for (attempt = 0; attempt < KV_LMDB_MAX_REMAPS; attempt++) {
         uint64_t generation;
-        pthread_rwlock_rdlock(&sh->map_lock);
-        if (sh->map_lost) {
-            pthread_rwlock_unlock(&sh->map_lock);
-            err_set("kv lmdb: %s: the map was lost in a failed remap; reopen the store", sh->path);
-            return KV_ERR;
-        }
-        generation = sh->map_generation;
+        if (kv_lmdb_map_enter(sh, &generation) != KV_OK) return KV_ERR;
         if (h->read_txn) {
             rc = mdb_txn_renew(h->read_txn);
         } else {
@@ -920,13 +925,7 @@ static int kv_lmdb_commit(void *state, const struct kv_batch *b)
         uint64_t generation;
         MDB_txn *txn;
 
-        pthread_rwlock_rdlock(&sh->map_lock);
-        if (sh->map_lost) {
-            pthread_rwlock_unlock(&sh->map_lock);
-            err_set("kv lmdb: %s: the map was lost in a failed remap; reopen the store", sh->path);
-            return KV_ERR;
-        }
-        generation = sh->map_generation;
+        if (kv_lmdb_map_enter(sh, &generation) != KV_OK) return KV_ERR;
         rc = mdb_txn_begin(sh->env, NULL, 0, &txn);
         if (rc == 0) {
             rc = kv_lmdb_apply(h, txn, b, refs, n_incr, now_ms, &conflict);

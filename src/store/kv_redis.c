@@ -457,30 +457,25 @@ static int kv_parse_int(const char *s, size_t len, long min, long max, int *out)
 
 static int kv_redis_parse_options(struct kv_redis *r, const char *q)
 {
-    while (*q) {
-        const char *amp = strchr(q, '&');
-        size_t len = amp ? (size_t)(amp - q) : strlen(q);
-        const char *eq = memchr(q, '=', len);
-        size_t name_len = eq ? (size_t)(eq - q) : len;
-        const char *val = eq ? eq + 1 : q + len;
-        size_t val_len = eq ? len - name_len - 1 : 0;
+    struct kv_option o;
+
+    while (kv_option_next(&q, &o)) {
         int *target;
 
-        if (name_len == 10 && memcmp(q, "timeout_ms", 10) == 0) {
+        if (o.name_len == 10 && memcmp(o.name, "timeout_ms", 10) == 0) {
             target = &r->command_timeout_ms;
-        } else if (name_len == 18 && memcmp(q, "connect_timeout_ms", 18) == 0) {
+        } else if (o.name_len == 18 && memcmp(o.name, "connect_timeout_ms", 18) == 0) {
             target = &r->connect_timeout_ms;
         } else {
             err_set("kv redis: unknown option \"%.*s\" (known: timeout_ms, connect_timeout_ms)",
-                    (int)(name_len > 40 ? 40 : name_len), q);
+                    (int)(o.name_len > 40 ? 40 : o.name_len), o.name);
             return KV_ERR;
         }
-        if (kv_parse_int(val, val_len, 1, 600000, target) != 0) {
+        if (kv_parse_int(o.value, o.value_len, 1, 600000, target) != 0) {
             err_set("kv redis: bad value \"%.*s\" for %.*s (1..600000 ms)",
-                    (int)(val_len > 40 ? 40 : val_len), val, (int)name_len, q);
+                    (int)(o.value_len > 40 ? 40 : o.value_len), o.value, (int)o.name_len, o.name);
             return KV_ERR;
         }
-        q += len + (amp ? 1 : 0);
     }
     return KV_OK;
 }

@@ -3,12 +3,7 @@
 # LMDB store: files, directories and mbox files; learning twice counts once;
 # moving between classes; unlearning; a file that is not mail is refused with a
 # clear error and nothing counted; Bayes symbols appear once min_learns is met.
-set -eu
-top=${MXW_SOURCE_DIR:?}
-bin=${MXW_BINARY:?}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "${MXW_SOURCE_DIR:?}/tests/support/cli.sh"
 conf="$work/mxwarden.conf"
 printf '[store]\nkv = lmdb:%s/var/tokens.lmdb\n[bayes]\nmin_learns = 3\n' "$work" >"$conf"
 mx() { "$bin" -c "$conf" "$@"; }

@@ -3,12 +3,7 @@
 # reports for the shipped examples, exit codes, one-line errors for unreadable
 # inputs (the other inputs are still scanned), JSON output, and the peak
 # memory of scanning a 100 MB message (must stay under 4x its size).
-set -eu
-top=${MXW_SOURCE_DIR:?}
-bin=${MXW_BINARY:?}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "${MXW_SOURCE_DIR:?}/tests/support/cli.sh"
 
 # Golden reports: the examples' reports are reviewed text; any change must be deliberate.
 for f in "$top"/examples/*.eml; do
