@@ -109,8 +109,29 @@ struct kv_counter_ref {
     uint32_t index; /* position in the caller's keys, or of the op in the batch */
 };
 
+/*
+ * A per-handle cache of counter vectors read from the store. An entry is
+ * valid only for the snapshot (LMDB transaction id) it was read in, so any
+ * commit, by any process, makes every entry stale at once with no
+ * invalidation traffic; absent keys are cached as zeros, which matters
+ * because most features of a message are not in the store. Entries with an
+ * expiry are not cached. Direct-mapped: a collision replaces the older entry.
+ * Classification of a stream of messages with no learning in between hits it
+ * for the common words and header tokens.
+ */
+#define KV_LMDB_CACHE_SLOTS 32768 /* power of two; about 2.5 MB per handle */
+
+struct kv_lmdb_cached {
+    uint64_t key;
+    uint64_t ns_hash; /* 0: empty */
+    uint64_t txnid;
+    uint32_t width;
+    uint32_t counters[KV_MAX_WIDTH];
+};
+
 struct kv_lmdb {
     struct kv_lmdb_env *shared;  /* one reference, dropped by close */
+    struct kv_lmdb_cached *cache; /* KV_LMDB_CACHE_SLOTS, allocated on first counter read */
     MDB_txn *read_txn;           /* reset between calls, or NULL */
     MDB_cursor *read_cursor;     /* bound to read_txn, or NULL */
     struct kv_counter_ref *refs; /* 2 * refs_cap entries of scratch for sorting, reused */
@@ -449,6 +470,7 @@ static void kv_lmdb_close(void *state)
     if (h->read_txn) mdb_txn_abort(h->read_txn);
     kv_lmdb_env_release(h->shared);
     free(h->refs);
+    free(h->cache);
     free(h);
 }
 
@@ -632,34 +654,51 @@ static struct kv_counter_ref *kv_lmdb_scratch(struct kv_lmdb *h, size_t n)
     return h->refs;
 }
 
+static inline struct kv_lmdb_cached *kv_lmdb_cache_slot(struct kv_lmdb *h, uint64_t ns_hash,
+                                                         uint64_t key)
+{
+    uint64_t x = (key ^ ns_hash) * 0x9E3779B97F4A7C15ull;
+    return &h->cache[x >> (64 - 15)]; /* 2^15 == KV_LMDB_CACHE_SLOTS */
+}
+
 static int kv_lmdb_counters_get(void *state, const char *ns, size_t ns_len, const uint64_t *keys,
                                 size_t n, unsigned width, uint32_t *out)
 {
     struct kv_lmdb *h = state;
     struct kv_lmdb_env *sh = h->shared;
     unsigned char kbuf[KV_LMDB_KEY_BUF];
-    struct kv_counter_ref *refs = NULL;
-    uint64_t now_ms = kv_now_ms();
-    bool sorted = n >= KV_LMDB_SORT_MIN;
-    size_t i;
+    struct kv_counter_ref *refs;
+    uint64_t now_ms = kv_now_ms(), txnid, ns_hash = XXH3_64bits(ns, ns_len) | 1;
+    size_t i, misses = 0;
     int rc;
 
-    if (sorted) {
-        /* B-tree order: neighbouring keys share leaf pages, and the cursor
-         * searches from its current page when the next key is on it. */
-        refs = kv_lmdb_scratch(h, n);
-        for (i = 0; i < n; i++) {
-            refs[i].key = keys[i];
-            refs[i].ns = 0;
-            refs[i].index = (uint32_t)i;
-        }
-        kv_lmdb_sort_refs(refs, refs + n, n);
-    }
+    _Static_assert(KV_LMDB_CACHE_SLOTS == 1u << 15, "kv_lmdb_cache_slot shifts by 15");
     rc = kv_lmdb_read_begin(h);
     if (rc != KV_OK) return rc;
+    txnid = (uint64_t)mdb_txn_id(h->read_txn);
+    if (h->cache == NULL) h->cache = xcalloc(KV_LMDB_CACHE_SLOTS, sizeof *h->cache);
+
+    /* Cache hits first; the misses are looked up in B-tree order, where
+     * neighbouring keys share leaf pages and the cursor searches from its
+     * current page when the next key is on it. */
+    refs = kv_lmdb_scratch(h, n);
     for (i = 0; i < n; i++) {
-        size_t at = sorted ? refs[i].index : i;
+        const struct kv_lmdb_cached *c = kv_lmdb_cache_slot(h, ns_hash, keys[i]);
+        if (c->ns_hash == ns_hash && c->key == keys[i] && c->txnid == txnid &&
+            c->width == width) {
+            memcpy(out + i * width, c->counters, width * sizeof *out);
+            continue;
+        }
+        refs[misses].key = keys[i];
+        refs[misses].ns = 0;
+        refs[misses].index = (uint32_t)i;
+        misses++;
+    }
+    if (misses >= KV_LMDB_SORT_MIN) kv_lmdb_sort_refs(refs, refs + misses, misses);
+    for (i = 0; i < misses; i++) {
+        size_t at = refs[i].index;
         uint32_t *dst = out + at * width;
+        struct kv_lmdb_cached *slot;
         struct kv_lmdb_entry e;
         MDB_val k, v;
         unsigned c;
@@ -669,23 +708,30 @@ static int kv_lmdb_counters_get(void *state, const char *ns, size_t ns_len, cons
         rc = mdb_cursor_get(h->read_cursor, &k, &v, MDB_SET);
         if (rc == MDB_NOTFOUND) {
             memset(dst, 0, width * sizeof *dst);
-            continue;
-        }
-        if (rc != 0) {
+        } else if (rc != 0) {
             kv_lmdb_read_end(h);
             return kv_lmdb_fail(sh, "read", rc);
-        }
-        if (!kv_lmdb_decode(&v, &e) || e.width == 0) {
+        } else if (!kv_lmdb_decode(&v, &e) || e.width == 0) {
             kv_lmdb_read_end(h);
             err_set("kv lmdb: %s: corrupt counter entry in namespace %s", sh->path, ns);
             return KV_ERR;
-        }
-        if (kv_lmdb_expired(&e, now_ms)) {
-            memset(dst, 0, width * sizeof *dst);
+        } else if (e.has_expiry) {
+            /* Not cached: its value changes with time, not only with commits. */
+            if (kv_lmdb_expired(&e, now_ms)) memset(dst, 0, width * sizeof *dst);
+            else
+                for (c = 0; c < width; c++)
+                    dst[c] = c < e.width ? kv_get_le32(e.payload + 4 * c) : 0;
             continue;
+        } else {
+            for (c = 0; c < width; c++)
+                dst[c] = c < e.width ? kv_get_le32(e.payload + 4 * c) : 0;
         }
-        for (c = 0; c < width; c++)
-            dst[c] = c < e.width ? kv_get_le32(e.payload + 4 * c) : 0;
+        slot = kv_lmdb_cache_slot(h, ns_hash, keys[at]);
+        slot->key = keys[at];
+        slot->ns_hash = ns_hash;
+        slot->txnid = txnid;
+        slot->width = width;
+        memcpy(slot->counters, dst, width * sizeof *dst);
     }
     kv_lmdb_read_end(h);
     return KV_OK;

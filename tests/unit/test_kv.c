@@ -273,6 +273,35 @@ static void test_increments_accumulate(void **state)
     kv_batch_free(b);
 }
 
+/* Reads may be cached (LMDB caches per snapshot): a commit through this handle
+ * or another one must be seen by the next read all the same. */
+static void test_reads_see_every_commit_after_a_cached_read(void **state)
+{
+    struct fixture *f = *state;
+    struct kv_batch *b = kv_batch_new();
+    struct kv *other;
+    uint64_t keys[2] = {41, 42};
+    uint32_t got[4];
+
+    assert_int_equal(kv_counters_get(f->kv, "bayes", keys, 2, 2, got), KV_OK);
+    assert_int_equal(got[0] + got[1] + got[2] + got[3], 0);
+    incr1(b, "bayes", 41, 1, 0, 0);
+    commit_ok(f->kv, b);
+    assert_counters(f->kv, "bayes", 41, 1, 0);
+    assert_int_equal(kv_open(f->uri, &other), KV_OK);
+    kv_batch_clear(b);
+    incr1(b, "bayes", 41, 1, 0, 0);
+    incr1(b, "bayes", 42, 0, 7, 0);
+    commit_ok(other, b);
+    assert_int_equal(kv_counters_get(f->kv, "bayes", keys, 2, 2, got), KV_OK);
+    assert_int_equal(got[0], 2);
+    assert_int_equal(got[3], 7);
+    /* The same key in another namespace is another entry. */
+    assert_counters(f->kv, "other", 41, 0, 0);
+    kv_close(other);
+    kv_batch_free(b);
+}
+
 static void test_decrement_clamps_at_zero(void **state)
 {
     struct fixture *f = *state;
@@ -1173,6 +1202,8 @@ static void test_bad_uris_are_errors_with_a_message(void **state)
 #define KV_SHARED_TESTS(setup, teardown)                                                           \
     cmocka_unit_test_setup_teardown(test_absent_counters_read_as_zero, setup, teardown),           \
         cmocka_unit_test_setup_teardown(test_increments_accumulate, setup, teardown),              \
+        cmocka_unit_test_setup_teardown(test_reads_see_every_commit_after_a_cached_read, setup,    \
+                                        teardown),                                                 \
         cmocka_unit_test_setup_teardown(test_decrement_clamps_at_zero, setup, teardown),           \
         cmocka_unit_test_setup_teardown(test_width_is_respected, setup, teardown),                 \
         cmocka_unit_test_setup_teardown(test_many_keys_in_one_batch_and_one_get, setup, teardown), \
