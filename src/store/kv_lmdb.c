@@ -857,18 +857,24 @@ static int kv_lmdb_apply_blob(struct kv_lmdb_env *sh, MDB_txn *txn, const struct
     return 0;
 }
 
-/* Applies one increment at cur's key, which the caller has just looked up (found or not). */
+/*
+ * Applies the increments refs[0..n) (all of one key, in batch order) at
+ * cur's key, which the caller has just looked up (found or not): read once,
+ * each delta applied and clamped in turn exactly as if written one by one,
+ * written once. Learning a group of messages repeats common tokens hundreds
+ * of times in one batch, so this saves most of the B-tree work.
+ */
 static int kv_lmdb_apply_incr(struct kv_lmdb_env *sh, MDB_cursor *cur, MDB_val *k, int found_rc,
-                              const MDB_val *old, const struct kv_batch *b, const struct kv_op *op,
-                              uint64_t now_ms)
+                              const MDB_val *old, const struct kv_batch *b,
+                              const struct kv_counter_ref *refs, size_t n, uint64_t now_ms)
 {
     unsigned char val[9 + KV_MAX_WIDTH * 4];
     uint32_t counters[KV_MAX_WIDTH] = {0};
-    const int32_t *deltas = kv_op_deltas(b, op);
     struct kv_lmdb_entry e;
-    unsigned width = op->width, c;
+    unsigned width = 0, c;
+    unsigned ttl_seconds = 0;
     bool all_zero = true;
-    size_t header_len;
+    size_t header_len, i;
     MDB_val v;
 
     if (found_rc == 0) {
@@ -878,19 +884,25 @@ static int kv_lmdb_apply_incr(struct kv_lmdb_env *sh, MDB_cursor *cur, MDB_val *
         }
         if (!kv_lmdb_expired(&e, now_ms)) {
             /* A wider stored vector keeps its extra counters. */
-            if (e.width > width) width = e.width;
+            width = e.width;
             for (c = 0; c < e.width; c++)
                 counters[c] = kv_get_le32(e.payload + 4 * c);
         }
     }
-    for (c = 0; c < op->width; c++) {
-        int64_t next = (int64_t)counters[c] + deltas[c];
-        counters[c] = next < 0 ? 0 : next > UINT32_MAX ? UINT32_MAX : (uint32_t)next;
+    for (i = 0; i < n; i++) {
+        const struct kv_op *op = &b->ops[refs[i].index];
+        const int32_t *deltas = kv_op_deltas(b, op);
+        if (op->width > width) width = op->width;
+        for (c = 0; c < op->width; c++) {
+            int64_t next = (int64_t)counters[c] + deltas[c];
+            counters[c] = next < 0 ? 0 : next > UINT32_MAX ? UINT32_MAX : (uint32_t)next;
+        }
+        ttl_seconds = op->ttl_seconds; /* each increment (re)sets it: the last one wins */
     }
     for (c = 0; c < width; c++)
         if (counters[c]) all_zero = false;
     if (all_zero) return found_rc == 0 ? mdb_cursor_del(cur, 0) : 0;
-    header_len = kv_lmdb_header(val, width, op->ttl_seconds, now_ms);
+    header_len = kv_lmdb_header(val, width, ttl_seconds, now_ms);
     for (c = 0; c < width; c++)
         kv_put_le32(val + header_len + 4 * c, counters[c]);
     v.mv_data = val;
@@ -926,13 +938,17 @@ static int kv_lmdb_apply(struct kv_lmdb *h, MDB_txn *txn, const struct kv_batch 
     if (rc != 0) return rc;
     /* Counters and blobs never share a key, so applying blobs first changes
      * nothing; increments of one key keep their order (the sort is stable). */
-    for (i = 0; i < n_incr; i++) {
+    for (i = 0; i < n_incr;) {
         const struct kv_op *op = &b->ops[refs[i].index];
-        size_t ns_len;
+        size_t ns_len, run = 1;
         const char *ns = kv_op_ns(b, op, &ns_len);
         MDB_val k, v;
         int found;
 
+        /* Sorted by namespace and key: the increments of one key are adjacent. */
+        while (i + run < n_incr && refs[i + run].key == refs[i].key &&
+               refs[i + run].ns == refs[i].ns)
+            run++;
         k.mv_data = kbuf;
         k.mv_size = kv_lmdb_counter_key(kbuf, ns, ns_len, op->key);
         found = mdb_cursor_get(cur, &k, &v, MDB_SET);
@@ -940,8 +956,9 @@ static int kv_lmdb_apply(struct kv_lmdb *h, MDB_txn *txn, const struct kv_batch 
             rc = found;
             break;
         }
-        rc = kv_lmdb_apply_incr(sh, cur, &k, found, &v, b, op, now_ms);
+        rc = kv_lmdb_apply_incr(sh, cur, &k, found, &v, b, refs + i, run, now_ms);
         if (rc != 0) break;
+        i += run;
     }
     mdb_cursor_close(cur);
     return rc;

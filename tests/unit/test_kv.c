@@ -302,6 +302,20 @@ static void test_reads_see_every_commit_after_a_cached_read(void **state)
     kv_batch_free(b);
 }
 
+/* Clamping happens at each step, in the order the batch was filled, even when
+ * a backend applies the increments of one key together. */
+static void test_clamping_follows_batch_order(void **state)
+{
+    struct fixture *f = *state;
+    struct kv_batch *b = kv_batch_new();
+
+    incr1(b, "bayes", 77, -1, 2, 0); /* 0 - 1 clamps to 0 */
+    incr1(b, "bayes", 77, 1, -5, 0); /* then 0 + 1 */
+    commit_ok(f->kv, b);
+    assert_counters(f->kv, "bayes", 77, 1, 0);
+    kv_batch_free(b);
+}
+
 static void test_decrement_clamps_at_zero(void **state)
 {
     struct fixture *f = *state;
@@ -1202,6 +1216,7 @@ static void test_bad_uris_are_errors_with_a_message(void **state)
 #define KV_SHARED_TESTS(setup, teardown)                                                           \
     cmocka_unit_test_setup_teardown(test_absent_counters_read_as_zero, setup, teardown),           \
         cmocka_unit_test_setup_teardown(test_increments_accumulate, setup, teardown),              \
+        cmocka_unit_test_setup_teardown(test_clamping_follows_batch_order, setup, teardown),       \
         cmocka_unit_test_setup_teardown(test_reads_see_every_commit_after_a_cached_read, setup,    \
                                         teardown),                                                 \
         cmocka_unit_test_setup_teardown(test_decrement_clamps_at_zero, setup, teardown),           \
