@@ -310,8 +310,9 @@ static int cmd_learn(int argc, char **argv, int unlearn)
         if (bayes_flush(run.bayes, &dropped) != 0) {
             fprintf(stderr, "mxwarden: the last %zu messages were not learned: %s\n", dropped,
                     err_msg());
+            /* The dropped group is counted as failed; it may have held repeats too. */
             run.failed += (long)dropped;
-            run.done -= (long)dropped < run.done ? (long)dropped : run.done;
+            run.done = run.done > (long)dropped ? run.done - (long)dropped : 0;
             run.stop = 1;
         }
     }
