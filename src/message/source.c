@@ -23,8 +23,8 @@ int source_is_mbox(const char *data, size_t len)
     return len > 5 && memcmp(data, "From ", 5) == 0;
 }
 
-static long source_mbox(const char *path, const char *data, size_t len,
-                        source_message_fn on_message, void *ctx)
+long source_mbox_each(const char *path, const char *data, size_t len,
+                      source_message_fn on_message, void *ctx)
 {
     const char *p = data, *end = data + len, *start = NULL;
     long count = 0;
@@ -108,7 +108,7 @@ long source_each(const char *path, source_message_fn on_message, source_error_fn
             on_error(ctx, path, "empty, not a mail message");
             count = 0;
         } else if (source_is_mbox(data, len)) {
-            count = source_mbox(path, data, len, on_message, ctx);
+            count = source_mbox_each(path, data, len, on_message, ctx);
         } else {
             count = on_message(ctx, path, data, len) != 0 ? -1 : 1;
         }

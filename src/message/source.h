@@ -23,6 +23,13 @@ typedef void (*source_error_fn)(void *ctx, const char *path, const char *reason)
 long source_each(const char *path, source_message_fn on_message, source_error_fn on_error,
                  void *ctx);
 
+/*
+ * Calls on_message once per message of the mbox data[0..len), labelled
+ * "label#N". Returns the number of messages, or -1 if the callback asked to stop.
+ */
+long source_mbox_each(const char *label, const char *data, size_t len,
+                      source_message_fn on_message, void *ctx);
+
 /* True if data looks like an mbox file (starts with a "From " separator line). */
 int source_is_mbox(const char *data, size_t len);
 
