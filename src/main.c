@@ -5,6 +5,7 @@
  *   mxwarden [-c FILE] learn --class CLASS [--tenant DOMAIN] [--files-from] PATH...
  *   mxwarden [-c FILE] unlearn PATH...
  *   mxwarden [-c FILE] stat [--tenant DOMAIN]
+ *   mxwarden rules check DIR
  *   mxwarden dump FILE|-
  *   mxwarden version
  *
@@ -13,6 +14,8 @@
  * could not be read or learned (each gets a one-line error naming it on
  * stderr, and the others are still processed).
  */
+#include "checks/regex.h"
+#include "checks/rules.h"
 #include "core/buf.h"
 #include "core/config.h"
 #include "core/file.h"
@@ -58,6 +61,7 @@ static void usage(FILE *f)
             "  unlearn PATH... undo what learning these messages did\n"
             "  stat [--tenant DOMAIN]\n"
             "                  learned messages per class, tokens and store size\n"
+            "  rules check DIR load the *.cf rule files of DIR and count what loads and compiles\n"
             "  dump FILE|-     print the parsed message: headers, MIME tree, text, URLs, features\n"
             "  version         print the version\n"
             "\n"
@@ -373,6 +377,61 @@ static int cmd_stat(int argc, char **argv)
     return rc == 0 ? 0 : EXIT_STORE;
 }
 
+/* `mxwarden rules check DIR`: what a rule directory gives us, and what it does not. */
+static int cmd_rules(int argc, char **argv)
+{
+    struct rule_set *rs;
+    struct rule_set_stats st;
+    struct regex_builder *b;
+    struct regex_set *set;
+    struct regex_stats rx = {0};
+    size_t i, regex_rules = 0, failed = 0, shown = 0;
+
+    if (argc != 3 || strcmp(argv[1], "check") != 0) {
+        fprintf(stderr, "usage: mxwarden rules check DIR\n");
+        return EXIT_USAGE;
+    }
+    log_set_level(LOG_LEVEL_ERROR); /* the warnings are listed below instead */
+    rs = rules_new();
+    if (rules_load_dir(rs, argv[2]) != 0) {
+        fprintf(stderr, "mxwarden: %s\n", err_msg());
+        rules_free(rs);
+        return EXIT_UNREADABLE;
+    }
+    b = regex_builder_new();
+    for (i = 0; i < rules_count(rs); i++) {
+        const struct rule *r = rules_at(rs, i);
+        if (r->pattern == NULL || r->kind == RULE_NONE || r->kind == RULE_META) continue;
+        regex_rules++;
+        if (regex_builder_add(b, (unsigned)i, r->pattern, r->regex_flags, NULL) != 0) {
+            failed++;
+            if (shown++ < 20)
+                printf("skipped %s (%s:%d): %s\n", r->name, r->file, r->line, err_msg());
+        }
+    }
+    set = regex_set_build(b, NULL);
+    if (set == NULL) {
+        fprintf(stderr, "mxwarden: regex set: %s\n", err_msg());
+    } else {
+        regex_set_stats(set, &rx);
+        regex_set_free(set);
+    }
+    regex_builder_free(b);
+    rules_stats(rs, &st);
+    printf("files: %zu\nrules loaded: %zu (header %zu, body %zu, rawbody %zu, uri %zu, full %zu, "
+           "meta %zu)\n",
+           st.files, st.defined, st.by_kind[RULE_HEADER], st.by_kind[RULE_BODY],
+           st.by_kind[RULE_RAWBODY], st.by_kind[RULE_URI], st.by_kind[RULE_FULL],
+           st.by_kind[RULE_META]);
+    printf("regular expressions: %zu, compiled in Hyperscan: %zu, in PCRE2: %zu, failed: %zu\n",
+           regex_rules, rx.hyperscan, rx.pcre2, failed);
+    printf("skipped rule lines: %zu (eval tests and malformed lines)\nwarnings: %zu\n", st.skipped,
+           st.warnings);
+    for (i = 0; i < rules_warning_count(rs); i++) printf("  %s\n", rules_warning_at(rs, i));
+    rules_free(rs);
+    return 0;
+}
+
 static void dump_feature(void *ctx, enum feature_kind kind, const char *token, size_t token_len,
                          unsigned distance, uint64_t hash)
 {
@@ -445,6 +504,8 @@ int main(int argc, char **argv)
         status = cmd_learn(argc - 1, argv + 1, argv[1][0] == 'u');
     } else if (strcmp(argv[1], "stat") == 0) {
         status = cmd_stat(argc - 1, argv + 1);
+    } else if (strcmp(argv[1], "rules") == 0) {
+        status = cmd_rules(argc - 1, argv + 1);
     } else if (strcmp(argv[1], "dump") == 0) {
         status = cmd_dump(argc - 1, argv + 1);
     } else {

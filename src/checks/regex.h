@@ -25,8 +25,8 @@
  * catastrophically backtracking pattern stops early: regex_scan() then
  * reports it through on_timeout and treats it as not matching -- unless
  * Hyperscan already proved a match and PCRE2 had not yet reported one; then
- * exactly one match is reported with from = to = 0 (position unknown). A compiled Hyperscan database can be cached on
- * disk under a directory keyed by the hash of all patterns, so a restart
+ * exactly one match is reported with from = to = 0 (position unknown). A compiled Hyperscan
+ * database can be cached on disk under a directory keyed by the hash of all patterns, so a restart
  * does not recompile thousands of rules.
  *
  * Errors: builder functions return 0 or -1 with err_set(); regex_scan()

@@ -1,0 +1,513 @@
+/*
+ * regex - many regular expressions against one text. See regex.h.
+ *
+ * Every pattern is compiled by PCRE2 (without UTF, so bytes are bytes). The
+ * patterns Hyperscan also accepts go into one Hyperscan database compiled
+ * with HS_FLAG_SINGLEMATCH: one pass over the text says which of them match
+ * at all, which for most rules on most messages is "none". Only for those
+ * that do match, PCRE2 then walks the text to report each non-overlapping
+ * match with its exact start and end, the way Perl's m//g (and therefore
+ * SpamAssassin's tflags multiple) counts them. The patterns Hyperscan
+ * rejects (back-references, look-around, ...) are run by PCRE2 alone, JIT
+ * compiled. So both engines report identical matches by construction, and
+ * Hyperscan is the fast filter that saves running thousands of PCRE2
+ * patterns on every text.
+ *
+ * Hyperscan does not need to know where matches start (SOM is costly and
+ * unsupported for some patterns), nor report more than once, which keeps the
+ * database small and the scan fast.
+ *
+ * Classification: regex_builder_add() asks hs_expression_info() whether
+ * Hyperscan accepts a pattern (cheap: it parses, it does not build a
+ * database). regex_set_build() compiles the accepted ones together; if the
+ * compile still fails on one expression (resource limits), that one is moved
+ * to PCRE2 and the compile retried.
+ *
+ * Cache file (cache_dir/regex-<xxh3>.hsdb): magic, the input hash, the entry
+ * count, one byte per entry (1: in the Hyperscan database), the serialized
+ * database. The hash covers hs_version() and every (id, flags, pattern), so a
+ * changed rule set or library never loads a stale database.
+ */
+#include "checks/regex.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <hs/hs.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <xxhash.h>
+
+#include "core/buf.h"
+#include "core/file.h"
+#include "core/log.h"
+#include "core/xalloc.h"
+
+/* Bounds on one pcre2_match() call: a backtracking blow-up stops here. */
+#define REGEX_MATCH_LIMIT     1000000u
+#define REGEX_DEPTH_LIMIT     20000u
+#define REGEX_JIT_STACK_BYTES (512u * 1024u)
+
+#define CACHE_MAGIC "MXWRXHS1"
+
+struct regex_entry {
+    unsigned id;
+    unsigned flags;
+    char *pattern;
+    char *hs_expr;    /* pattern as given to Hyperscan ((?x) prefixed if extended) */
+    pcre2_code *code; /* always compiled; JIT only when !in_hs */
+    bool in_hs;       /* in the Hyperscan database */
+};
+
+struct regex_builder {
+    struct regex_entry *entries;
+    size_t count;
+    size_t cap;
+};
+
+struct regex_set {
+    struct regex_entry *entries; /* owned */
+    size_t count;
+    size_t *pcre2_only; /* indices of entries not in the database */
+    size_t pcre2_only_count;
+    size_t hs_count;
+    hs_database_t *db; /* NULL when no pattern is in Hyperscan */
+    bool from_cache;
+};
+
+struct regex_scratch {
+    hs_scratch_t *hs; /* NULL when the set has no database */
+    pcre2_match_data *md;
+    pcre2_match_context *mctx;
+    pcre2_jit_stack *jit_stack;
+    size_t *hits; /* entry indices Hyperscan reported in the current scan */
+    size_t hit_count;
+    size_t hit_cap;
+};
+
+static unsigned hs_flags_for(unsigned flags)
+{
+    unsigned f = HS_FLAG_SINGLEMATCH | HS_FLAG_ALLOWEMPTY;
+    if (flags & REGEX_CASELESS) f |= HS_FLAG_CASELESS;
+    if (flags & REGEX_MULTILINE) f |= HS_FLAG_MULTILINE;
+    if (flags & REGEX_DOTALL) f |= HS_FLAG_DOTALL;
+    return f;
+}
+
+static uint32_t pcre2_options_for(unsigned flags)
+{
+    uint32_t o = 0;
+    if (flags & REGEX_CASELESS) o |= PCRE2_CASELESS;
+    if (flags & REGEX_MULTILINE) o |= PCRE2_MULTILINE;
+    if (flags & REGEX_DOTALL) o |= PCRE2_DOTALL;
+    if (flags & REGEX_EXTENDED) o |= PCRE2_EXTENDED;
+    return o;
+}
+
+static void entry_free(struct regex_entry *e)
+{
+    free(e->pattern);
+    free(e->hs_expr);
+    pcre2_code_free(e->code);
+}
+
+struct regex_builder *regex_builder_new(void)
+{
+    return xcalloc(1, sizeof(struct regex_builder));
+}
+
+void regex_builder_free(struct regex_builder *b)
+{
+    if (!b) return;
+    for (size_t i = 0; i < b->count; i++)
+        entry_free(&b->entries[i]);
+    free(b->entries);
+    free(b);
+}
+
+/* Does Hyperscan accept expr with these flags? Parses only; builds nothing. */
+static bool hyperscan_accepts(const char *expr, unsigned hs_flags)
+{
+    hs_expr_info_t *info = NULL;
+    hs_compile_error_t *cerr = NULL;
+    if (hs_expression_info(expr, hs_flags, &info, &cerr) != HS_SUCCESS) {
+        hs_free_compile_error(cerr);
+        return false;
+    }
+    free(info); /* allocated with the misc allocator, malloc by default */
+    return true;
+}
+
+int regex_builder_add(struct regex_builder *b, unsigned id, const char *pattern, unsigned flags,
+                      enum regex_engine *engine)
+{
+    assert(b && pattern);
+    int errcode;
+    PCRE2_SIZE erroff;
+    pcre2_code *code = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
+                                     pcre2_options_for(flags), &errcode, &erroff, NULL);
+    if (!code) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(errcode, msg, sizeof(msg));
+        err_set("regex id=%u invalid pattern at offset %zu: %s", id, (size_t)erroff,
+                (const char *)msg);
+        return -1;
+    }
+
+    struct regex_entry e = {.id = id, .flags = flags, .pattern = xstrdup(pattern), .code = code};
+    if (flags & REGEX_EXTENDED) {
+        /* Hyperscan has no extended compile flag but honours the inline (?x);
+         * it rejects a # comment that no newline ends, hence the one added. */
+        size_t n = strlen(pattern);
+        e.hs_expr = xmalloc(n + 6);
+        memcpy(e.hs_expr, "(?x)", 4);
+        memcpy(e.hs_expr + 4, pattern, n);
+        memcpy(e.hs_expr + 4 + n, "\n", 2);
+    } else {
+        e.hs_expr = xstrdup(pattern);
+    }
+    e.in_hs = hyperscan_accepts(e.hs_expr, hs_flags_for(flags));
+
+    if (b->count == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 64;
+        b->entries = xrealloc(b->entries, b->cap * sizeof(*b->entries));
+    }
+    b->entries[b->count++] = e;
+    if (engine) *engine = e.in_hs ? REGEX_ENGINE_HYPERSCAN : REGEX_ENGINE_PCRE2;
+    return 0;
+}
+
+static uint64_t entries_hash(const struct regex_entry *entries, size_t count)
+{
+    XXH3_state_t *st = XXH3_createState();
+    if (!st) log_fatal("event=oom what=xxh3_state");
+    XXH3_64bits_reset(st);
+    const char *ver = hs_version();
+    XXH3_64bits_update(st, ver, strlen(ver) + 1);
+    for (size_t i = 0; i < count; i++) {
+        const struct regex_entry *e = &entries[i];
+        uint32_t head[3] = {e->id, e->flags, (uint32_t)strlen(e->pattern)};
+        XXH3_64bits_update(st, head, sizeof(head));
+        XXH3_64bits_update(st, e->pattern, head[2]);
+    }
+    uint64_t h = XXH3_64bits_digest(st);
+    XXH3_freeState(st);
+    return h;
+}
+
+static char *cache_path(const char *cache_dir, uint64_t hash)
+{
+    struct buf p = {0};
+    buf_printf(&p, "%s/regex-%016llx.hsdb", cache_dir, (unsigned long long)hash);
+    return buf_release(&p);
+}
+
+/*
+ * Loads the database for these entries from path and sets each entry's
+ * in_hs from it. Returns NULL (entries untouched) if the file is missing or
+ * does not fit; a bad file is only worth a warning, the caller recompiles.
+ */
+static hs_database_t *cache_load(const char *path, uint64_t hash, struct regex_entry *entries,
+                                 size_t count)
+{
+    if (access(path, R_OK) != 0) return NULL;
+    char *data;
+    size_t len;
+    if (file_read(path, &data, &len) != 0) {
+        log_warn("event=regex_cache_unreadable path=%s reason=\"%s\"", path, err_msg());
+        return NULL;
+    }
+    hs_database_t *db = NULL;
+    size_t head = 8 + 8 + 8;
+    uint64_t file_hash, file_count;
+    if (len < head + count || memcmp(data, CACHE_MAGIC, 8) != 0) goto bad;
+    memcpy(&file_hash, data + 8, 8);
+    memcpy(&file_count, data + 16, 8);
+    if (file_hash != hash || file_count != count) goto bad;
+    for (size_t i = 0; i < count; i++)
+        if (data[head + i] != 0 && data[head + i] != 1) goto bad;
+    if (hs_deserialize_database(data + head + count, len - head - count, &db) != HS_SUCCESS) {
+        db = NULL;
+        goto bad;
+    }
+    for (size_t i = 0; i < count; i++)
+        entries[i].in_hs = data[head + i] == 1;
+    free(data);
+    return db;
+bad:
+    log_warn("event=regex_cache_invalid path=%s", path);
+    free(data);
+    return NULL;
+}
+
+/* Writes the cache file via a temporary file and rename, so readers never see half of it. */
+static void cache_store(const char *path, uint64_t hash, const struct regex_entry *entries,
+                        size_t count, const hs_database_t *db)
+{
+    char *ser = NULL;
+    size_t ser_len = 0;
+    if (hs_serialize_database(db, &ser, &ser_len) != HS_SUCCESS) {
+        log_warn("event=regex_cache_serialize_failed path=%s", path);
+        return;
+    }
+    struct buf tmp = {0};
+    buf_printf(&tmp, "%s.XXXXXX", path);
+    FILE *f = NULL;
+    int fd = -1;
+    if (file_mkdir_parents(path) != 0) {
+        log_warn("event=regex_cache_write_failed path=%s reason=\"%s\"", path, err_msg());
+        goto out;
+    }
+    if ((fd = mkstemp(tmp.data)) < 0 || !(f = fdopen(fd, "wb"))) {
+        log_warn("event=regex_cache_write_failed path=%s reason=\"%s\"", path, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+            unlink(tmp.data);
+        }
+        goto out;
+    }
+    uint64_t h = hash, n = count;
+    bool ok =
+        fwrite(CACHE_MAGIC, 1, 8, f) == 8 && fwrite(&h, 8, 1, f) == 1 && fwrite(&n, 8, 1, f) == 1;
+    for (size_t i = 0; ok && i < count; i++)
+        ok = fputc(entries[i].in_hs ? 1 : 0, f) != EOF;
+    ok = ok && fwrite(ser, 1, ser_len, f) == ser_len;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp.data, path) != 0) {
+        log_warn("event=regex_cache_write_failed path=%s reason=\"%s\"", path, strerror(errno));
+        unlink(tmp.data);
+    }
+out:
+    buf_free(&tmp);
+    free(ser); /* hs_serialize_database uses the misc allocator, malloc by default */
+}
+
+/*
+ * Compiles the entries marked in_hs into one database. An expression the
+ * multi-compile still rejects is moved to PCRE2 and the compile retried; a
+ * failure not tied to one expression moves them all. Returns NULL if none is
+ * left for Hyperscan.
+ */
+static hs_database_t *hyperscan_compile(struct regex_entry *entries, size_t count)
+{
+    const char **exprs = xmalloc((count ? count : 1) * sizeof(*exprs));
+    unsigned *flags = xmalloc((count ? count : 1) * sizeof(*flags));
+    unsigned *ids = xmalloc((count ? count : 1) * sizeof(*ids));
+    hs_database_t *db = NULL;
+    for (;;) {
+        unsigned n = 0;
+        for (size_t i = 0; i < count; i++) {
+            if (!entries[i].in_hs) continue;
+            exprs[n] = entries[i].hs_expr;
+            flags[n] = hs_flags_for(entries[i].flags);
+            ids[n] = (unsigned)i; /* Hyperscan ids are entry indices */
+            n++;
+        }
+        if (n == 0) break;
+        hs_compile_error_t *cerr = NULL;
+        if (hs_compile_multi(exprs, flags, ids, n, HS_MODE_BLOCK, NULL, &db, &cerr) == HS_SUCCESS)
+            break;
+        db = NULL;
+        if (cerr->expression >= 0 && (unsigned)cerr->expression < n) {
+            struct regex_entry *e = &entries[ids[cerr->expression]];
+            log_warn("event=regex_moved_to_pcre2 id=%u reason=\"%s\"", e->id, cerr->message);
+            e->in_hs = false;
+        } else {
+            log_warn("event=regex_hyperscan_failed patterns=%u reason=\"%s\"", n, cerr->message);
+            for (size_t i = 0; i < count; i++)
+                entries[i].in_hs = false;
+        }
+        hs_free_compile_error(cerr);
+    }
+    free(exprs);
+    free(flags);
+    free(ids);
+    return db;
+}
+
+struct regex_set *regex_set_build(struct regex_builder *b, const char *cache_dir)
+{
+    assert(b);
+    struct regex_set *set = xcalloc(1, sizeof(*set));
+    set->entries = b->entries;
+    set->count = b->count;
+    b->entries = NULL;
+    b->count = b->cap = 0;
+
+    bool any_hs = false;
+    for (size_t i = 0; i < set->count; i++)
+        any_hs |= set->entries[i].in_hs;
+
+    if (any_hs) {
+        uint64_t hash = 0;
+        char *path = NULL;
+        if (cache_dir) {
+            hash = entries_hash(set->entries, set->count);
+            path = cache_path(cache_dir, hash);
+            set->db = cache_load(path, hash, set->entries, set->count);
+            set->from_cache = set->db != NULL;
+        }
+        if (!set->db) {
+            set->db = hyperscan_compile(set->entries, set->count);
+            if (path && set->db) cache_store(path, hash, set->entries, set->count, set->db);
+        }
+        free(path);
+    }
+
+    set->pcre2_only = xmalloc((set->count ? set->count : 1) * sizeof(size_t));
+    for (size_t i = 0; i < set->count; i++) {
+        struct regex_entry *e = &set->entries[i];
+        if (e->in_hs) {
+            set->hs_count++;
+            continue;
+        }
+        /* JIT failure is not fatal: pcre2_match() then interprets. */
+        (void)pcre2_jit_compile(e->code, PCRE2_JIT_COMPLETE);
+        set->pcre2_only[set->pcre2_only_count++] = i;
+    }
+    return set;
+}
+
+void regex_set_free(struct regex_set *set)
+{
+    if (!set) return;
+    for (size_t i = 0; i < set->count; i++)
+        entry_free(&set->entries[i]);
+    free(set->entries);
+    free(set->pcre2_only);
+    hs_free_database(set->db);
+    free(set);
+}
+
+void regex_set_stats(const struct regex_set *set, struct regex_stats *st)
+{
+    st->hyperscan = set->hs_count;
+    st->pcre2 = set->pcre2_only_count;
+    st->from_cache = set->from_cache;
+}
+
+struct regex_scratch *regex_scratch_new(const struct regex_set *set)
+{
+    struct regex_scratch *s = xcalloc(1, sizeof(*s));
+    if (set->db && hs_alloc_scratch(set->db, &s->hs) != HS_SUCCESS)
+        log_fatal("event=oom what=hs_scratch");
+    /* One ovector pair is enough: we only need the whole match. */
+    s->md = pcre2_match_data_create(1, NULL);
+    s->mctx = pcre2_match_context_create(NULL);
+    s->jit_stack = pcre2_jit_stack_create(32 * 1024, REGEX_JIT_STACK_BYTES, NULL);
+    if (!s->md || !s->mctx || !s->jit_stack) log_fatal("event=oom what=pcre2_scratch");
+    pcre2_set_match_limit(s->mctx, REGEX_MATCH_LIMIT);
+    pcre2_set_depth_limit(s->mctx, REGEX_DEPTH_LIMIT);
+    pcre2_jit_stack_assign(s->mctx, NULL, s->jit_stack);
+    s->hit_cap = set->hs_count;
+    s->hits = xmalloc((s->hit_cap ? s->hit_cap : 1) * sizeof(*s->hits));
+    return s;
+}
+
+void regex_scratch_free(struct regex_scratch *s)
+{
+    if (!s) return;
+    hs_free_scratch(s->hs);
+    pcre2_match_data_free(s->md);
+    pcre2_match_context_free(s->mctx);
+    pcre2_jit_stack_free(s->jit_stack);
+    free(s->hits);
+    free(s);
+}
+
+static int on_hyperscan_match(unsigned int hs_id, unsigned long long from, unsigned long long to,
+                              unsigned int flags, void *ctx)
+{
+    struct regex_scratch *s = ctx;
+    (void)from, (void)to, (void)flags;
+    /* HS_FLAG_SINGLEMATCH: each id at most once, so hits never overflows. */
+    assert(s->hit_count < s->hit_cap);
+    s->hits[s->hit_count++] = hs_id;
+    return 0;
+}
+
+static bool is_limit_error(int rc)
+{
+    return rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT ||
+           rc == PCRE2_ERROR_HEAPLIMIT || rc == PCRE2_ERROR_JIT_STACKLIMIT;
+}
+
+/*
+ * Reports the non-overlapping matches of e in text the way Perl's m//g finds
+ * them: after an empty match, the next attempt at the same offset must not be
+ * empty, otherwise the search moves on one byte. known_match says Hyperscan
+ * saw a match, so a limit hit before the first match still reports one (at
+ * 0..0: where is unknown). Returns 0, or -1 on an engine failure.
+ */
+static int pcre2_report(const struct regex_entry *e, struct regex_scratch *s, const char *text,
+                        size_t len, bool known_match, regex_match_fn on_match,
+                        regex_timeout_fn on_timeout, void *ctx)
+{
+    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(s->md);
+    size_t start = 0;
+    uint32_t opts = 0;
+    bool reported = false;
+    while (start <= len) {
+        int rc = pcre2_match(e->code, (PCRE2_SPTR)text, len, start, opts, s->md, s->mctx);
+        if (rc == PCRE2_ERROR_NOMATCH) {
+            if (opts == 0) break;
+            /* No non-empty match at start after an empty one: advance a byte. */
+            opts = 0;
+            start++;
+            continue;
+        }
+        if (rc < 0) {
+            if (!is_limit_error(rc)) {
+                PCRE2_UCHAR msg[128];
+                pcre2_get_error_message(rc, msg, sizeof(msg));
+                err_set("regex id=%u pcre2_match failed: %s", e->id, (const char *)msg);
+                return -1;
+            }
+            if (on_timeout) on_timeout(ctx, e->id);
+            if (known_match && !reported) on_match(ctx, e->id, 0, 0);
+            return 0;
+        }
+        /* rc == 0 only means the one-pair ovector was too small for the groups. */
+        size_t from = ov[0], to = ov[1];
+        reported = true;
+        if (on_match(ctx, e->id, from, to) != 0) break;
+        start = to;
+        opts = from == to ? PCRE2_NOTEMPTY_ATSTART | PCRE2_ANCHORED : 0;
+    }
+    return 0;
+}
+
+int regex_scan(const struct regex_set *set, struct regex_scratch *s, const char *text, size_t len,
+               regex_match_fn on_match, regex_timeout_fn on_timeout, void *ctx)
+{
+    assert(set && s && on_match && (text || len == 0));
+    if (!text) text = "";
+    int rc = 0;
+    s->hit_count = 0;
+    if (set->db) {
+        if (len > UINT32_MAX) {
+            err_set("regex text too long for hyperscan len=%zu", len);
+            return -1;
+        }
+        assert(s->hs);
+        hs_error_t hrc = hs_scan(set->db, text, (unsigned)len, 0, s->hs, on_hyperscan_match, s);
+        if (hrc != HS_SUCCESS) {
+            err_set("regex hs_scan failed code=%d", (int)hrc);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < s->hit_count; i++)
+        if (pcre2_report(&set->entries[s->hits[i]], s, text, len, true, on_match, on_timeout,
+                         ctx) != 0)
+            rc = -1;
+    for (size_t i = 0; i < set->pcre2_only_count; i++)
+        if (pcre2_report(&set->entries[set->pcre2_only[i]], s, text, len, false, on_match,
+                         on_timeout, ctx) != 0)
+            rc = -1;
+    return rc;
+}
