@@ -127,7 +127,7 @@ static void scan_one(struct scan_run *run, const char *path)
 static int cmd_scan(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},     {"from", required_argument, NULL, 'f'},
+        {"json", no_argument, NULL, 'j'},       {"from", required_argument, NULL, 'f'},
         {"rcpt", required_argument, NULL, 'r'}, {"ip", required_argument, NULL, 'i'},
         {"helo", required_argument, NULL, 'h'}, {"help", no_argument, NULL, '?'},
         {"files-from", no_argument, NULL, 'F'}, {NULL, 0, NULL, 0}};
@@ -139,16 +139,29 @@ static int cmd_scan(int argc, char **argv)
 
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'j': run.json = 1; break;
-        case 'f': env.mail_from = optarg; break;
+        case 'j':
+            run.json = 1;
+            break;
+        case 'f':
+            env.mail_from = optarg;
+            break;
         case 'r':
             rcpt = xrealloc(rcpt, (env.n_rcpt + 1) * sizeof *rcpt);
             rcpt[env.n_rcpt++] = optarg;
             break;
-        case 'i': env.client_ip = optarg; break;
-        case 'h': env.helo = optarg; break;
-        case 'F': files_from = 1; break;
-        default: usage(stderr); free(rcpt); return EXIT_USAGE;
+        case 'i':
+            env.client_ip = optarg;
+            break;
+        case 'h':
+            env.helo = optarg;
+            break;
+        case 'F':
+            files_from = 1;
+            break;
+        default:
+            usage(stderr);
+            free(rcpt);
+            return EXIT_USAGE;
         }
     }
     env.rcpt = rcpt;
@@ -225,15 +238,20 @@ static int learn_message(void *ctx, const char *label, const char *data, size_t 
         rc = bayes_learn(run->bayes, digest, &f, (enum bayes_class)run->cls, run->tenant,
                          BAYES_ORIGIN_MANUAL, &outcome);
         if (rc == 0) {
-            if (outcome == BAYES_LEARNED) run->done++;
-            else if (outcome == BAYES_MOVED) run->moved++;
-            else run->already++;
+            if (outcome == BAYES_LEARNED)
+                run->done++;
+            else if (outcome == BAYES_MOVED)
+                run->moved++;
+            else
+                run->already++;
         }
     } else {
         enum bayes_class was;
         rc = bayes_unlearn(run->bayes, digest, &f, &was);
-        if (rc == 0) run->done++;
-        else if (rc == BAYES_ERR_NOT_LEARNED) run->already++, rc = 0;
+        if (rc == 0)
+            run->done++;
+        else if (rc == BAYES_ERR_NOT_LEARNED)
+            run->already++, rc = 0;
     }
     message_free(m);
     if (rc != 0) {
@@ -275,14 +293,21 @@ static int cmd_learn(int argc, char **argv, int unlearn)
             if (unlearn) goto usage;
             run.cls = bayes_class_parse(optarg);
             if (run.cls < 0) {
-                fprintf(stderr, "mxwarden learn: unknown class \"%s\" (spam, ham, phishing, "
-                                "bec, newsletter, transactional)\n", optarg);
+                fprintf(stderr,
+                        "mxwarden learn: unknown class \"%s\" (spam, ham, phishing, "
+                        "bec, newsletter, transactional)\n",
+                        optarg);
                 return EXIT_USAGE;
             }
             break;
-        case 't': run.tenant = optarg; break;
-        case 'f': files_from = 1; break;
-        default: goto usage;
+        case 't':
+            run.tenant = optarg;
+            break;
+        case 'f':
+            files_from = 1;
+            break;
+        default:
+            goto usage;
         }
     }
     if ((!unlearn && run.cls < 0) || optind >= argc) goto usage;
@@ -427,7 +452,8 @@ static int cmd_rules(int argc, char **argv)
            regex_rules, rx.hyperscan, rx.pcre2, failed);
     printf("skipped rule lines: %zu (eval tests and malformed lines)\nwarnings: %zu\n", st.skipped,
            st.warnings);
-    for (i = 0; i < rules_warning_count(rs); i++) printf("  %s\n", rules_warning_at(rs, i));
+    for (i = 0; i < rules_warning_count(rs); i++)
+        printf("  %s\n", rules_warning_at(rs, i));
     rules_free(rs);
     return 0;
 }
