@@ -399,10 +399,26 @@ static void rules_skip(struct rule_set *rs, const char *file, int line, const ch
     rules_warn(rs, file, line, "rule %s skipped: %s", name, why);
 }
 
+/* Gives name the test line r (kind, where, what to match), keeping the score,
+ * description and tflags it may already have from earlier lines. */
+static void rules_define(struct rule_set *rs, const char *name, const struct rule *r)
+{
+    struct rule *dst = rules_get(rs, name, r->file, r->line);
+    struct rule kept = *dst;
+
+    *dst = *r;
+    dst->name = kept.name;
+    dst->has_score = kept.has_score;
+    memcpy(dst->scores, kept.scores, sizeof dst->scores);
+    dst->description = kept.description;
+    dst->tflags = kept.tflags;
+    dst->maxhits = kept.maxhits;
+}
+
 static void rules_header(struct rule_set *rs, const char *file, int line, const char *name,
                          char *rest)
 {
-    struct rule r = {0}, *dst;
+    struct rule r = {0};
     char *target = rules_word(&rest), *colon, *op;
     const char *after;
 
@@ -460,45 +476,27 @@ static void rules_header(struct rule_set *rs, const char *file, int line, const 
         rules_skip(rs, file, line, name, "empty header name");
         return;
     }
-    dst = rules_get(rs, name, file, line);
-    dst->kind = RULE_HEADER;
-    dst->file = file;
-    dst->line = line;
-    dst->header = r.header;
-    dst->part = r.part;
-    dst->raw = r.raw;
-    dst->exists = r.exists;
-    dst->negate = r.negate;
-    dst->pattern = r.pattern;
-    dst->regex_flags = r.regex_flags;
-    dst->if_unset = r.if_unset;
+    r.kind = RULE_HEADER;
+    r.file = file;
+    r.line = line;
+    rules_define(rs, name, &r);
 }
 
 static void rules_pattern_rule(struct rule_set *rs, const char *file, int line, const char *name,
                                enum rule_kind kind, char *rest)
 {
-    const char *pattern;
-    unsigned flags;
-    const char *after;
-    struct rule *dst;
+    struct rule r = {.kind = kind, .file = file, .line = line};
 
     rest = rules_trim(rest);
     if (strncmp(rest, "eval:", 5) == 0) {
         rules_skip(rs, file, line, name, "eval tests are not supported");
         return;
     }
-    after = rules_regex(rs, rest, &pattern, &flags);
-    if (after == NULL) {
+    if (rules_regex(rs, rest, &r.pattern, &r.regex_flags) == NULL) {
         rules_skip(rs, file, line, name, "malformed regular expression");
         return;
     }
-    dst = rules_get(rs, name, file, line);
-    dst->kind = kind;
-    dst->file = file;
-    dst->line = line;
-    dst->pattern = pattern;
-    dst->regex_flags = flags;
-    dst->negate = false;
+    rules_define(rs, name, &r);
 }
 
 /* A meta expression is names, numbers, parentheses and the operators of
@@ -525,17 +523,14 @@ static void rules_meta(struct rule_set *rs, const char *file, int line, const ch
                        char *rest)
 {
     const char *expr = rules_trim(rest), *problem = rules_meta_problem(expr);
-    struct rule *dst;
+    struct rule r = {.kind = RULE_META, .file = file, .line = line};
 
     if (problem) {
         rules_skip(rs, file, line, name, problem);
         return;
     }
-    dst = rules_get(rs, name, file, line);
-    dst->kind = RULE_META;
-    dst->file = file;
-    dst->line = line;
-    dst->meta = arena_strdup(rs->a, expr);
+    r.meta = arena_strdup(rs->a, expr);
+    rules_define(rs, name, &r);
 }
 
 static void rules_score(struct rule_set *rs, const char *file, int line, const char *name,

@@ -9,15 +9,17 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tmpdir.h"
+
 #include "checks/regex.h"
 #include "checks/rules.h"
 #include "core/log.h"
 
-static char dir[64];
+static char dir[256];
 
 static const char *put(const char *name, const char *text)
 {
-    static char path[128];
+    static char path[512];
     FILE *f;
     snprintf(path, sizeof path, "%s/%s", dir, name);
     f = fopen(path, "w");
@@ -45,16 +47,13 @@ static bool has_warning(const struct rule_set *rs, const char *part)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/mxw-test-rules-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return test_tmpdir_make(dir, sizeof dir, "rules");
 }
 
 static int teardown(void **state)
 {
-    char cmd[128];
     (void)state;
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_tmpdir_remove(dir);
 }
 
 static void test_header_rules_in_every_form(void **state)
@@ -250,7 +249,7 @@ static void test_directory_loads_cf_files_in_name_order(void **state)
 static void test_many_rules(void **state)
 {
     FILE *f;
-    char path[128];
+    char path[512];
     struct rule_set *rs = rules_new();
     int i;
     (void)state;

@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tmpdir.h"
+
 #include "message/source.h"
 
 struct seen {
@@ -42,11 +44,11 @@ static void on_error(void *ctx, const char *path, const char *reason)
     s->errors++;
 }
 
-static char dir[64];
+static char dir[256];
 
 static void put(const char *name, const char *text)
 {
-    char p[128];
+    char p[512];
     FILE *f;
     snprintf(p, sizeof p, "%s/%s", dir, name);
     f = fopen(p, "w");
@@ -58,22 +60,19 @@ static void put(const char *name, const char *text)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/mxw-test-source-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return test_tmpdir_make(dir, sizeof dir, "source");
 }
 
 static int teardown(void **state)
 {
-    char cmd[128];
     (void)state;
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_tmpdir_remove(dir);
 }
 
 static void test_mbox_is_split_on_from_lines(void **state)
 {
     struct seen s = {0};
-    char p[128];
+    char p[512];
     (void)state;
     put("box", "From a@x Mon Jan 1 00:00:00 2024\nSubject: one\n\nbody\nFrom here on, no split\n\n"
                "From b@x Mon Jan 1 00:00:01 2024\nSubject: two\n\nbody two\n");
@@ -89,7 +88,7 @@ static void test_mbox_is_split_on_from_lines(void **state)
 static void test_directory_is_walked_in_name_order_skipping_hidden(void **state)
 {
     struct seen s = {0};
-    char sub[128];
+    char sub[512];
     (void)state;
     put("b.eml", "Subject: b\n\nb\n");
     put("a.eml", "Subject: a\n\na\n");
@@ -107,7 +106,7 @@ static void test_directory_is_walked_in_name_order_skipping_hidden(void **state)
 static void test_unreadable_and_empty_paths_are_reported(void **state)
 {
     struct seen s = {0};
-    char p[128];
+    char p[512];
     (void)state;
     put("empty", "");
     snprintf(p, sizeof p, "%s/empty", dir);
