@@ -13,6 +13,10 @@
 #include <strings.h>
 #include <unistd.h>
 
+#ifndef MXW_DEFAULT_RULES_DIR
+#define MXW_DEFAULT_RULES_DIR "rules"
+#endif
+
 struct config_parse {
     struct config *cfg;
     const char *path;
@@ -29,6 +33,9 @@ void config_defaults(struct config *cfg)
     cfg->autolearn = false;
     cfg->autolearn_spam = 12.0;
     cfg->autolearn_ham = -2.0;
+    snprintf(cfg->rules_paths, sizeof cfg->rules_paths, "%s", MXW_DEFAULT_RULES_DIR);
+    cfg->rules_score_set = 2;
+    snprintf(cfg->rules_cache_dir, sizeof cfg->rules_cache_dir, "var/cache");
 }
 
 static int config_bool(const char *v, bool *out)
@@ -93,6 +100,12 @@ static int config_handler(void *user, const char *section, const char *name, con
         rc = config_double(value, &c->autolearn_spam);
     else if (!strcmp(section, "bayes") && !strcmp(name, "autolearn_ham"))
         rc = config_double(value, &c->autolearn_ham);
+    else if (!strcmp(section, "rules") && !strcmp(name, "paths"))
+        rc = config_string(value, c->rules_paths);
+    else if (!strcmp(section, "rules") && !strcmp(name, "score_set"))
+        rc = config_unsigned(value, &c->rules_score_set) || c->rules_score_set > 3 ? -1 : 0;
+    else if (!strcmp(section, "rules") && !strcmp(name, "cache_dir"))
+        rc = config_string(value, c->rules_cache_dir);
     else {
         log_warn("msg=\"unknown setting ignored\" file=%s section=%s key=%s", p->path, section,
                  name);

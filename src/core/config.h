@@ -15,6 +15,12 @@
  *   autolearn = no
  *   autolearn_spam = 12.0            ; score >= this learns spam
  *   autolearn_ham = -2.0             ; score <= this learns ham
+ *   [rules]
+ *   paths = rules                    ; rule files and directories, separated by spaces, read
+ *                                    ; in order (a later score line wins); "" for none.
+ *                                    ; Default: the rules/ directory mxwarden was built with
+ *   score_set = 2                    ; SpamAssassin score set: 0 plain, 1 +net, 2 +Bayes, 3 both
+ *   cache_dir = var/cache            ; compiled regex databases
  */
 #ifndef MXW_CONFIG_H
 #define MXW_CONFIG_H
@@ -31,6 +37,9 @@ struct config {
     bool autolearn;
     double autolearn_spam;
     double autolearn_ham;
+    char rules_paths[CONFIG_MAX_VALUE];
+    unsigned rules_score_set;
+    char rules_cache_dir[CONFIG_MAX_VALUE];
 };
 
 /* Fills cfg with the defaults. */

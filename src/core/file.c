@@ -76,3 +76,9 @@ int file_mkdir_parents(const char *path)
     }
     return 0;
 }
+
+bool file_is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}

@@ -4,6 +4,7 @@
 #ifndef MXW_FILE_H
 #define MXW_FILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /*
@@ -16,5 +17,8 @@ int file_read(const char *path, char **data, size_t *len);
 /* Creates the directories leading to path (like mkdir -p of its dirname).
  * Returns 0, or -1 with err_set(). */
 int file_mkdir_parents(const char *path);
+
+/* True if path names a directory (following symbolic links). */
+bool file_is_dir(const char *path);
 
 #endif

@@ -544,12 +544,16 @@ static void leaf_text(struct parse_state *st, int index, const char *body, size_
         t->hidden_len = hr.hidden_len;
         t->hidden_chars = hr.hidden_chars;
         t->html_flags = hr.flags;
-        buf_free(&text);
+        t->source_len = text.len;
+        t->source = buf_release(&text);
+        arena_adopt(st->a, (void *)t->source);
         urls_from_html(st, &hr);
     } else {
         t->len = text.len;
         t->text = buf_release(&text);
         arena_adopt(st->a, (void *)t->text);
+        t->source = t->text;
+        t->source_len = t->len;
     }
 }
 

@@ -82,6 +82,9 @@ struct msg_text {
     bool is_html;      /* came from text/html (text is the visible text) */
     const char *text;  /* UTF-8, valid; for HTML the visible text */
     size_t len;
+    const char *source; /* decoded and converted to UTF-8 but not rendered: for HTML the
+                           markup; for plain text the same pointer as text */
+    size_t source_len;
     const char *hidden; /* HTML only: text a reader would not see; "" otherwise */
     size_t hidden_len;
     size_t hidden_chars;

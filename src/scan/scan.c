@@ -3,16 +3,20 @@
  */
 #include "scan/scan.h"
 #include "checks/bayes_check.h"
+#include "checks/rule_engine.h"
+#include "checks/rules.h"
 #include "checks/structure.h"
 #include "checks/symbols.h"
 #include "core/arena.h"
 #include "core/config.h"
+#include "core/file.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "stat/bayes.h"
 #include "store/kv.h"
 #include "text/features.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -24,6 +28,8 @@ struct scanner {
     struct symbol_registry *symbols;
     struct structure_ids structure;
     struct bayes_check_ids bayes;
+    struct rule_set *rules;
+    struct rule_engine *engine;
 };
 
 struct scan_worker {
@@ -31,7 +37,33 @@ struct scan_worker {
     struct kv *kv;
     struct bayes *bayes;
     time_t next_open_attempt;
+    struct rule_scratch *rule_scratch;
 };
+
+/*
+ * Reads every rule file and directory of [rules] paths, in order, and
+ * compiles them. A path that cannot be read is logged and skipped: the
+ * scanner still works with the built-in checks and whatever did load.
+ */
+static void scanner_load_rules(struct scanner *s)
+{
+    struct rule_engine_options opt = {(int)s->cfg.rules_score_set,
+                                      s->cfg.rules_cache_dir[0] ? s->cfg.rules_cache_dir : NULL};
+    char paths[CONFIG_MAX_VALUE], *save = NULL, *p;
+    struct rule_engine_stats st;
+
+    s->rules = rules_new();
+    snprintf(paths, sizeof paths, "%s", s->cfg.rules_paths);
+    for (p = strtok_r(paths, " \t", &save); p; p = strtok_r(NULL, " \t", &save)) {
+        int rc = file_is_dir(p) ? rules_load_dir(s->rules, p) : rules_load_file(s->rules, p);
+        if (rc != 0) log_warn("msg=\"rules not loaded\" path=%s reason=\"%s\"", p, err_msg());
+    }
+    s->engine = rule_engine_new(s->rules, s->symbols, &opt);
+    rule_engine_stats(s->engine, &st);
+    log_info("msg=\"rules ready\" rules=%zu disabled=%zu hyperscan=%zu pcre2=%zu failed=%zu "
+             "metas=%zu",
+             st.rules, st.disabled, st.hyperscan, st.pcre2, st.failed, st.metas);
+}
 
 struct scanner *scanner_new(const struct config *cfg)
 {
@@ -41,12 +73,15 @@ struct scanner *scanner_new(const struct config *cfg)
     s->symbols = symbols_new();
     structure_register(s->symbols, &s->structure);
     bayes_check_register(s->symbols, &s->bayes);
+    scanner_load_rules(s);
     return s;
 }
 
 void scanner_free(struct scanner *s)
 {
     if (s == NULL) return;
+    rule_engine_free(s->engine);
+    rules_free(s->rules);
     symbols_free(s->symbols);
     free(s);
 }
@@ -65,6 +100,7 @@ struct scan_worker *scan_worker_new(const struct scanner *s)
 {
     struct scan_worker *w = xcalloc(1, sizeof *w);
     w->scanner = s;
+    w->rule_scratch = rule_scratch_new(s->engine);
     return w;
 }
 
@@ -73,6 +109,7 @@ void scan_worker_free(struct scan_worker *w)
     if (w == NULL) return;
     bayes_free(w->bayes);
     kv_close(w->kv);
+    rule_scratch_free(w->rule_scratch);
     free(w);
 }
 
@@ -132,6 +169,8 @@ struct scan *scan_message(struct scan_worker *w, const char *data, size_t len,
         sc->result.bayes_ready = true;
         sc->result.bayes_p_spam = br.p_spam;
     }
+    /* Rules last: their metas may combine the symbols above. */
+    rule_engine_scan(s->engine, w->rule_scratch, m, data, len, &sc->result);
     result_finish(&sc->result, &t, "default");
 
     if (bayes && s->cfg.autolearn && rc == 0) {

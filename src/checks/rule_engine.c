@@ -1,0 +1,1030 @@
+/*
+ * rule_engine - a rule set compiled for scanning. See rule_engine.h.
+ *
+ * Every rule that runs gets a slot (its index in e->rules); a scan counts hits
+ * per slot in the scratch. Regex rules of one kind share one regex set whose
+ * ids are slots, so a match callback only bumps a counter. Header rules are
+ * grouped by the text they read ("target": header name, :raw/:addr/:name and
+ * the if-unset text), each target with its own set; the texts are built once
+ * per scan. Metas are compiled to postfix programs and run in dependency
+ * order after the regex rules, so a meta sees every rule below it.
+ *
+ * The text each kind sees follows SpamAssassin 4.0 (Mail::SpamAssassin::
+ * Message and PerMsgStatus) as closely as our message model allows: the
+ * rendered body is the Subject line followed by paragraphs with whitespace
+ * collapsed; header values end in "\n". Where our model differs (HTML
+ * rendering, relay trust), the agreement benchmark measures the difference.
+ */
+#include "checks/rule_engine.h"
+#include "checks/regex.h"
+#include "checks/rules.h"
+#include "checks/symbols.h"
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/xalloc.h"
+#include "message/message.h"
+#include "message/url.h"
+#include "scan/result.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <gmime/gmime.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define BODY_LINE_MAX  2048 /* SpamAssassin's MAX_BODY_LINE_LENGTH */
+#define META_MAX_OPS   512
+#define META_MAX_STACK 128
+#define TIMEOUT_SYMBOL "RULE_TIMEOUT"
+
+enum meta_op {
+    MOP_NUM,    /* push value */
+    MOP_RULE,   /* push hits of slot arg */
+    MOP_SYMBOL, /* push 1 if registry symbol arg hit, else 0 */
+    MOP_NOT,
+    MOP_NEG,
+    MOP_MUL,
+    MOP_DIV,
+    MOP_ADD,
+    MOP_SUB,
+    MOP_LT,
+    MOP_GT,
+    MOP_LE,
+    MOP_GE,
+    MOP_EQ,
+    MOP_NE,
+    MOP_AND,
+    MOP_OR,
+};
+
+struct meta_insn {
+    enum meta_op op;
+    int arg;
+    double num;
+};
+
+struct slot {
+    const struct rule *r;
+    int symbol;             /* registry id; -1 for sub-rules (__NAME) */
+    int target;             /* header rules: index into e->targets */
+    bool runs_regex;        /* has a compiled regex */
+    unsigned maxhits;       /* 0: one hit; otherwise the most hits counted (tflags multiple) */
+    struct meta_insn *prog; /* metas */
+    size_t n_prog;
+};
+
+struct target {
+    char *name; /* header name as the rules write it, e.g. "From", "ALL", "ToCc" */
+    enum rule_header_part part;
+    bool raw;
+    const char *if_unset; /* text when the header is absent, or NULL */
+    struct regex_set *set;
+    int *slots; /* header rules reading this text (regex and exists:) */
+    size_t n_slots;
+};
+
+struct rule_engine {
+    const struct rule_set *rs;
+    struct slot *slots;
+    size_t n_slots;
+    int *slot_of_rule; /* rule set index -> slot, -1 when the rule does not run */
+    struct target *targets;
+    size_t n_targets;
+    struct regex_set *body, *rawbody, *uri, *full;
+    int *metas; /* meta slots in evaluation order */
+    size_t n_metas;
+    int timeout_symbol;
+    struct rule_engine_stats stats;
+};
+
+struct rule_scratch {
+    size_t n_targets;
+    unsigned *hits;           /* per slot */
+    unsigned char *timed_out; /* per slot */
+    struct regex_scratch **target_scratch;
+    struct regex_scratch *body, *rawbody, *uri, *full;
+    struct buf text;
+    struct buf line;
+};
+
+/* ---------------------------------------------------------------- build -- */
+
+static double rule_score(const struct rule *r, int set)
+{
+    if (r->has_score) return r->scores[set];
+    {
+        double s = strncmp(r->name, "T_", 2) == 0 ? 0.01 : 1.0;
+        return (r->tflags & RULE_TF_NICE) ? -s : s;
+    }
+}
+
+static bool is_subrule(const struct rule *r)
+{
+    return r->name[0] == '_' && r->name[1] == '_';
+}
+
+static int target_for(struct rule_engine *e, const struct rule *r)
+{
+    size_t i;
+    struct target *t;
+    for (i = 0; i < e->n_targets; i++) {
+        t = &e->targets[i];
+        if (t->part == r->part && t->raw == r->raw && strcmp(t->name, r->header) == 0 &&
+            ((t->if_unset == NULL && r->if_unset == NULL) ||
+             (t->if_unset && r->if_unset && strcmp(t->if_unset, r->if_unset) == 0)))
+            return (int)i;
+    }
+    e->targets = xrealloc(e->targets, (e->n_targets + 1) * sizeof *e->targets);
+    t = &e->targets[e->n_targets];
+    memset(t, 0, sizeof *t);
+    t->name = xstrdup(r->header);
+    t->part = r->part;
+    t->raw = r->raw;
+    t->if_unset = r->if_unset;
+    return (int)e->n_targets++;
+}
+
+static void target_add_slot(struct target *t, int slot)
+{
+    t->slots = xrealloc(t->slots, (t->n_slots + 1) * sizeof *t->slots);
+    t->slots[t->n_slots++] = slot;
+}
+
+/* Adds the regex of slot to b; false (warned) if PCRE2 cannot compile it. */
+static bool add_regex(struct rule_engine *e, struct regex_builder *b, int slot)
+{
+    const struct rule *r = e->slots[slot].r;
+    if (regex_builder_add(b, (unsigned)slot, r->pattern, r->regex_flags, NULL) != 0) {
+        log_warn("msg=\"rule skipped: regex does not compile\" rule=%s file=%s line=%d "
+                 "reason=\"%s\"",
+                 r->name, r->file, r->line, err_msg());
+        e->stats.failed++;
+        return false;
+    }
+    return true;
+}
+
+static struct regex_set *build_set(struct rule_engine *e, struct regex_builder *b,
+                                   const char *cache_dir)
+{
+    struct regex_set *set = regex_set_build(b, cache_dir);
+    struct regex_stats st;
+    if (set == NULL) {
+        log_error("msg=\"regex set not built\" reason=\"%s\"", err_msg());
+        return NULL;
+    }
+    regex_set_stats(set, &st);
+    e->stats.hyperscan += st.hyperscan;
+    e->stats.pcre2 += st.pcre2;
+    return set;
+}
+
+/* --- meta expressions: tokens, then shunting-yard into postfix ---------- */
+
+enum tok_kind { TK_END, TK_NUM, TK_NAME, TK_OP, TK_LPAREN, TK_RPAREN, TK_BAD };
+
+struct meta_lexer {
+    const char *p;
+    enum tok_kind kind;
+    const char *start;
+    size_t len;
+    double num;
+    enum meta_op op;
+};
+
+static void meta_next(struct meta_lexer *lx)
+{
+    const char *p = lx->p;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    lx->start = p;
+    if (*p == '\0') {
+        lx->kind = TK_END;
+    } else if (isalpha((unsigned char)*p) || *p == '_') {
+        while (isalnum((unsigned char)*p) || *p == '_')
+            p++;
+        lx->kind = TK_NAME;
+    } else if (isdigit((unsigned char)*p) || (*p == '.' && isdigit((unsigned char)p[1]))) {
+        char *end;
+        lx->num = strtod(p, &end);
+        p = end;
+        lx->kind = TK_NUM;
+    } else if (*p == '(' || *p == ')') {
+        lx->kind = *p == '(' ? TK_LPAREN : TK_RPAREN;
+        p++;
+    } else {
+        static const struct {
+            const char *s;
+            enum meta_op op;
+        } ops[] = {{"&&", MOP_AND}, {"||", MOP_OR}, {"<=", MOP_LE}, {">=", MOP_GE}, {"==", MOP_EQ},
+                   {"!=", MOP_NE},  {"<", MOP_LT},  {">", MOP_GT},  {"!", MOP_NOT}, {"+", MOP_ADD},
+                   {"-", MOP_SUB},  {"*", MOP_MUL}, {"/", MOP_DIV}};
+        size_t i;
+        lx->kind = TK_BAD;
+        for (i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+            size_t n = strlen(ops[i].s);
+            if (strncmp(p, ops[i].s, n) == 0) {
+                lx->kind = TK_OP;
+                lx->op = ops[i].op;
+                p += n;
+                break;
+            }
+        }
+    }
+    lx->len = (size_t)(p - lx->start);
+    lx->p = p;
+}
+
+/* Perl's precedence, higher binds tighter. */
+static int meta_prec(enum meta_op op)
+{
+    switch (op) {
+    case MOP_NOT:
+    case MOP_NEG:
+        return 7;
+    case MOP_MUL:
+    case MOP_DIV:
+        return 6;
+    case MOP_ADD:
+    case MOP_SUB:
+        return 5;
+    case MOP_LT:
+    case MOP_GT:
+    case MOP_LE:
+    case MOP_GE:
+        return 4;
+    case MOP_EQ:
+    case MOP_NE:
+        return 3;
+    case MOP_AND:
+        return 2;
+    case MOP_OR:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static bool meta_unary(enum meta_op op)
+{
+    return op == MOP_NOT || op == MOP_NEG;
+}
+
+/* What a name in a meta refers to: a rule slot, a built-in symbol, or nothing. */
+static struct meta_insn meta_operand(const struct rule_engine *e, const struct symbol_registry *reg,
+                                     const char *name, size_t len)
+{
+    struct meta_insn in = {MOP_NUM, -1, 0};
+    char buf[128];
+    const struct rule *r;
+    if (len >= sizeof buf) return in;
+    memcpy(buf, name, len);
+    buf[len] = '\0';
+    if (strcmp(buf, "local_tests_only") == 0) {
+        in.num = 1; /* we never run SpamAssassin's network tests */
+        return in;
+    }
+    r = rules_find(e->rs, buf);
+    if (r && r->kind != RULE_NONE) {
+        int slot = e->slot_of_rule[r - rules_at(e->rs, 0)];
+        if (slot >= 0) {
+            in.op = MOP_RULE;
+            in.arg = slot;
+        }
+        return in;
+    }
+    in.arg = symbols_lookup(reg, buf);
+    if (in.arg >= 0) in.op = MOP_SYMBOL;
+    return in;
+}
+
+/* Compiles s->r->meta into s->prog. -1 if the expression is malformed. */
+static int meta_compile(const struct rule_engine *e, const struct symbol_registry *reg,
+                        struct slot *s)
+{
+    struct meta_lexer lx = {.p = s->r->meta};
+    enum meta_op ops[META_MAX_STACK];
+    bool is_paren[META_MAX_STACK];
+    size_t n_ops = 0, n = 0;
+    int depth = 0; /* values on the stack the program would have */
+    bool want_operand = true;
+    struct meta_insn prog[META_MAX_OPS];
+
+#define EMIT(insn)                                                                                 \
+    do {                                                                                           \
+        if (n == META_MAX_OPS) return -1;                                                          \
+        prog[n++] = (insn);                                                                        \
+    } while (0)
+#define EMIT_OP(o)                                                                                 \
+    do {                                                                                           \
+        struct meta_insn in_ = {(o), 0, 0}; /* o evaluated once: it may pop the stack */           \
+        if (meta_unary(in_.op)) {                                                                  \
+            if (depth < 1) return -1;                                                              \
+        } else {                                                                                   \
+            if (depth < 2) return -1;                                                              \
+            depth--;                                                                               \
+        }                                                                                          \
+        EMIT(in_);                                                                                 \
+    } while (0)
+
+    for (meta_next(&lx); lx.kind != TK_END; meta_next(&lx)) {
+        switch (lx.kind) {
+        case TK_NUM:
+        case TK_NAME: {
+            struct meta_insn in = {MOP_NUM, 0, lx.num};
+            if (!want_operand) return -1;
+            if (lx.kind == TK_NAME) in = meta_operand(e, reg, lx.start, lx.len);
+            EMIT(in);
+            depth++;
+            want_operand = false;
+            break;
+        }
+        case TK_LPAREN:
+            if (!want_operand || n_ops == META_MAX_STACK) return -1;
+            is_paren[n_ops] = true;
+            ops[n_ops++] = MOP_NUM;
+            break;
+        case TK_RPAREN:
+            if (want_operand) {
+                /* "()" is an empty meta: SpamAssassin treats it as 0. */
+                if (n_ops && is_paren[n_ops - 1] && n == 0) {
+                    struct meta_insn zero = {MOP_NUM, 0, 0};
+                    EMIT(zero);
+                    depth++;
+                    want_operand = false;
+                } else {
+                    return -1;
+                }
+            }
+            while (n_ops && !is_paren[n_ops - 1])
+                EMIT_OP(ops[--n_ops]);
+            if (n_ops == 0) return -1;
+            n_ops--;
+            break;
+        case TK_OP: {
+            enum meta_op op = lx.op;
+            if (want_operand) {
+                if (op == MOP_SUB)
+                    op = MOP_NEG;
+                else if (op == MOP_ADD)
+                    break; /* unary plus */
+                else if (op != MOP_NOT)
+                    return -1;
+            } else if (op == MOP_NOT) {
+                return -1;
+            }
+            if (!meta_unary(op)) {
+                while (n_ops && !is_paren[n_ops - 1] && meta_prec(ops[n_ops - 1]) >= meta_prec(op))
+                    EMIT_OP(ops[--n_ops]);
+                want_operand = true;
+            }
+            if (n_ops == META_MAX_STACK) return -1;
+            is_paren[n_ops] = false;
+            ops[n_ops++] = op;
+            break;
+        }
+        default:
+            return -1;
+        }
+    }
+    if (want_operand) return -1;
+    while (n_ops) {
+        if (is_paren[n_ops - 1]) return -1;
+        EMIT_OP(ops[--n_ops]);
+    }
+    if (depth != 1) return -1;
+#undef EMIT
+#undef EMIT_OP
+    s->prog = xmalloc(n * sizeof *s->prog);
+    memcpy(s->prog, prog, n * sizeof *s->prog);
+    s->n_prog = n;
+    return 0;
+}
+
+/* Orders the metas so each comes after the metas it reads; metas in a cycle are dropped. */
+static void meta_order(struct rule_engine *e, int *metas, size_t n)
+{
+    unsigned char *state = xcalloc(e->n_slots, 1); /* 0 new, 1 pending, 2 placed, 3 dropped */
+    size_t i, placed = 0;
+    bool progress = true;
+
+    e->metas = xmalloc((n ? n : 1) * sizeof *e->metas);
+    for (i = 0; i < n; i++)
+        state[metas[i]] = 1;
+    while (progress) {
+        progress = false;
+        for (i = 0; i < n; i++) {
+            const struct slot *s = &e->slots[metas[i]];
+            size_t k;
+            bool ready = true;
+            if (state[metas[i]] != 1) continue;
+            for (k = 0; k < s->n_prog && ready; k++)
+                if (s->prog[k].op == MOP_RULE && state[s->prog[k].arg] == 1) ready = false;
+            if (!ready) continue;
+            state[metas[i]] = 2;
+            e->metas[placed++] = metas[i];
+            progress = true;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        if (state[metas[i]] != 1) continue;
+        log_warn("msg=\"meta rule dropped: circular dependency\" rule=%s file=%s line=%d",
+                 e->slots[metas[i]].r->name, e->slots[metas[i]].r->file,
+                 e->slots[metas[i]].r->line);
+        e->stats.meta_bad++;
+        free(e->slots[metas[i]].prog);
+        e->slots[metas[i]].prog = NULL;
+        e->slots[metas[i]].n_prog = 0;
+    }
+    e->n_metas = placed;
+    free(state);
+}
+
+struct rule_engine *rule_engine_new(const struct rule_set *rs, struct symbol_registry *reg,
+                                    const struct rule_engine_options *opt)
+{
+    struct rule_engine *e = xcalloc(1, sizeof *e);
+    int set = opt && opt->score_set >= 0 && opt->score_set <= 3 ? opt->score_set : 0;
+    const char *cache = opt ? opt->cache_dir : NULL;
+    size_t i, n = rules_count(rs), n_metas = 0;
+    struct regex_builder *bb = regex_builder_new(), *br = regex_builder_new(),
+                         *bu = regex_builder_new(), *bf = regex_builder_new();
+    struct regex_builder **bt = NULL; /* one per header target */
+    size_t n_bt = 0;
+    int *metas;
+
+    e->rs = rs;
+    e->slots = xcalloc(n ? n : 1, sizeof *e->slots);
+    e->slot_of_rule = xmalloc((n ? n : 1) * sizeof *e->slot_of_rule);
+    e->timeout_symbol = symbols_add(reg, TIMEOUT_SYMBOL, 0.0,
+                                    "A rule's regular expression needed too much work on "
+                                    "this message and was stopped; it counted as not matching",
+                                    "rules");
+
+    /* Slots and symbols. */
+    for (i = 0; i < n; i++) {
+        const struct rule *r = rules_at(rs, i);
+        double score = rule_score(r, set);
+        struct slot *s;
+
+        e->slot_of_rule[i] = -1;
+        if (r->kind == RULE_NONE) {
+            /* A score line for a built-in symbol re-scores it. */
+            int id = r->has_score ? symbols_lookup(reg, r->name) : -1;
+            if (id >= 0) symbols_add(reg, r->name, score, r->description, NULL);
+            continue;
+        }
+        if (score == 0.0 && !is_subrule(r)) {
+            e->stats.disabled++;
+            continue;
+        }
+        s = &e->slots[e->n_slots];
+        s->r = r;
+        s->symbol = -1;
+        s->target = -1;
+        if (r->tflags & RULE_TF_MULTIPLE) s->maxhits = r->maxhits ? r->maxhits : ~0u;
+        if (!is_subrule(r)) {
+            s->symbol = symbols_add(reg, r->name, score, r->description ? r->description : r->name,
+                                    "rules");
+            if (s->symbol < 0) {
+                log_warn("msg=\"rule skipped: bad name\" rule=%s file=%s line=%d", r->name, r->file,
+                         r->line);
+                continue;
+            }
+        }
+        e->slot_of_rule[i] = (int)e->n_slots++;
+    }
+
+    /* Regexes, grouped by what they read. */
+    metas = xmalloc((e->n_slots ? e->n_slots : 1) * sizeof *metas);
+    for (i = 0; i < e->n_slots; i++) {
+        struct slot *s = &e->slots[i];
+        const struct rule *r = s->r;
+        switch (r->kind) {
+        case RULE_HEADER: {
+            int t = target_for(e, r);
+            if (e->n_targets > n_bt) {
+                bt = xrealloc(bt, e->n_targets * sizeof *bt);
+                bt[n_bt++] = regex_builder_new();
+            }
+            s->target = t;
+            target_add_slot(&e->targets[t], (int)i);
+            if (!r->exists) s->runs_regex = add_regex(e, bt[t], (int)i);
+            break;
+        }
+        case RULE_BODY:
+            s->runs_regex = add_regex(e, bb, (int)i);
+            break;
+        case RULE_RAWBODY:
+            s->runs_regex = add_regex(e, br, (int)i);
+            break;
+        case RULE_URI:
+            s->runs_regex = add_regex(e, bu, (int)i);
+            break;
+        case RULE_FULL:
+            s->runs_regex = add_regex(e, bf, (int)i);
+            break;
+        case RULE_META:
+            if (meta_compile(e, reg, s) != 0) {
+                log_warn("msg=\"meta rule dropped: bad expression\" rule=%s file=%s line=%d",
+                         r->name, r->file, r->line);
+                e->stats.meta_bad++;
+            } else {
+                metas[n_metas++] = (int)i;
+            }
+            break;
+        default:
+            break;
+        }
+    }
+    for (i = 0; i < e->n_targets; i++) {
+        e->targets[i].set = build_set(e, bt[i], cache);
+        regex_builder_free(bt[i]);
+    }
+    free(bt);
+    e->body = build_set(e, bb, cache);
+    e->rawbody = build_set(e, br, cache);
+    e->uri = build_set(e, bu, cache);
+    e->full = build_set(e, bf, cache);
+    regex_builder_free(bb);
+    regex_builder_free(br);
+    regex_builder_free(bu);
+    regex_builder_free(bf);
+    meta_order(e, metas, n_metas);
+    free(metas);
+
+    e->stats.rules = e->n_slots;
+    e->stats.metas = e->n_metas;
+    e->stats.header_targets = e->n_targets;
+    return e;
+}
+
+void rule_engine_free(struct rule_engine *e)
+{
+    size_t i;
+    if (e == NULL) return;
+    for (i = 0; i < e->n_slots; i++)
+        free(e->slots[i].prog);
+    for (i = 0; i < e->n_targets; i++) {
+        regex_set_free(e->targets[i].set);
+        free(e->targets[i].slots);
+        free(e->targets[i].name);
+    }
+    regex_set_free(e->body);
+    regex_set_free(e->rawbody);
+    regex_set_free(e->uri);
+    regex_set_free(e->full);
+    free(e->targets);
+    free(e->slots);
+    free(e->slot_of_rule);
+    free(e->metas);
+    free(e);
+}
+
+void rule_engine_stats(const struct rule_engine *e, struct rule_engine_stats *st)
+{
+    *st = e->stats;
+}
+
+static struct regex_scratch *scratch_for(const struct regex_set *set)
+{
+    return set ? regex_scratch_new(set) : NULL;
+}
+
+struct rule_scratch *rule_scratch_new(const struct rule_engine *e)
+{
+    struct rule_scratch *s = xcalloc(1, sizeof *s);
+    size_t i;
+    s->hits = xcalloc(e->n_slots ? e->n_slots : 1, sizeof *s->hits);
+    s->timed_out = xcalloc(e->n_slots ? e->n_slots : 1, 1);
+    s->n_targets = e->n_targets;
+    s->target_scratch = xcalloc(e->n_targets ? e->n_targets : 1, sizeof *s->target_scratch);
+    for (i = 0; i < e->n_targets; i++)
+        s->target_scratch[i] = scratch_for(e->targets[i].set);
+    s->body = scratch_for(e->body);
+    s->rawbody = scratch_for(e->rawbody);
+    s->uri = scratch_for(e->uri);
+    s->full = scratch_for(e->full);
+    return s;
+}
+
+void rule_scratch_free(struct rule_scratch *s)
+{
+    size_t i;
+    if (s == NULL) return;
+    for (i = 0; i < s->n_targets; i++)
+        regex_scratch_free(s->target_scratch[i]);
+    free(s->hits);
+    free(s->timed_out);
+    regex_scratch_free(s->body);
+    regex_scratch_free(s->rawbody);
+    regex_scratch_free(s->uri);
+    regex_scratch_free(s->full);
+    buf_free(&s->text);
+    buf_free(&s->line);
+    free(s->target_scratch);
+    free(s);
+}
+
+/* ----------------------------------------------------------------- scan -- */
+
+struct match_ctx {
+    const struct rule_engine *e;
+    struct rule_scratch *s;
+};
+
+static int on_match(void *ctx, unsigned id, size_t from, size_t to)
+{
+    struct match_ctx *mc = ctx;
+    const struct slot *sl = &mc->e->slots[id];
+    unsigned *h = &mc->s->hits[id];
+    (void)from;
+    (void)to;
+    if (sl->maxhits == 0) {
+        *h = 1;
+        return 1;
+    }
+    if (*h < sl->maxhits) (*h)++;
+    return *h >= sl->maxhits;
+}
+
+static void on_timeout(void *ctx, unsigned id)
+{
+    struct match_ctx *mc = ctx;
+    mc->s->timed_out[id] = 1;
+}
+
+static void scan_text(struct match_ctx *mc, const struct regex_set *set, struct regex_scratch *rs,
+                      const char *text, size_t len)
+{
+    if (set == NULL) return;
+    if (regex_scan(set, rs, text, len, on_match, on_timeout, mc) != 0)
+        log_warn("msg=\"regex scan failed\" reason=\"%s\"", err_msg());
+}
+
+static bool header_is(const struct msg_header *h, const char *name)
+{
+    return strcasecmp(h->name, name) == 0;
+}
+
+/* Appends the addresses (part ADDR) or display names (NAME) in value, one per line. */
+static size_t append_addresses(struct buf *out, const char *value, enum rule_header_part part)
+{
+    InternetAddressList *list = internet_address_list_parse(NULL, value);
+    size_t found = 0;
+    int i, n;
+    if (list == NULL) return 0;
+    n = internet_address_list_length(list);
+    for (i = 0; i < n; i++) {
+        InternetAddress *ia = internet_address_list_get_address(list, i);
+        const char *s = NULL;
+        if (part == RULE_HDR_NAME) {
+            s = internet_address_get_name(ia);
+        } else if (INTERNET_ADDRESS_IS_MAILBOX(ia)) {
+            s = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia));
+        } else if (INTERNET_ADDRESS_IS_GROUP(ia)) {
+            InternetAddressList *members =
+                internet_address_group_get_members(INTERNET_ADDRESS_GROUP(ia));
+            int k, nm = members ? internet_address_list_length(members) : 0;
+            for (k = 0; k < nm; k++) {
+                InternetAddress *m = internet_address_list_get_address(members, k);
+                if (!INTERNET_ADDRESS_IS_MAILBOX(m)) continue;
+                if (found++) buf_append_char(out, '\n');
+                buf_append_str(out, internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(m)));
+            }
+            continue;
+        }
+        if (s == NULL || (part == RULE_HDR_NAME && *s == '\0')) continue;
+        if (found++) buf_append_char(out, '\n');
+        buf_append_str(out, s);
+    }
+    g_object_unref(list);
+    return found;
+}
+
+/* Appends every instance of name; returns how many were found. */
+static size_t append_header(struct buf *out, const struct message *m, const char *name,
+                            const struct target *t)
+{
+    size_t i, found = 0;
+    for (i = 0; i < m->n_headers; i++) {
+        const struct msg_header *h = &m->headers[i];
+        if (!header_is(h, name)) continue;
+        if (t->part != RULE_HDR_VALUE) {
+            size_t before = found;
+            if (found) buf_append_char(out, '\n');
+            found += append_addresses(out, h->raw, t->part);
+            if (found == before && before) out->len--; /* drop the separator */
+            continue;
+        }
+        buf_append_str(out, t->raw ? h->raw : h->value);
+        buf_append_char(out, '\n');
+        found++;
+    }
+    return found;
+}
+
+static bool ip_is_internal(const char *ip)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (ip == NULL) return false;
+    if (inet_pton(AF_INET, ip, &a4) == 1) {
+        uint32_t v = ntohl(a4.s_addr);
+        return (v >> 24) == 10 || (v >> 24) == 127 || (v >> 16) == 0xc0a8 || (v >> 20) == 0xac1;
+    }
+    if (inet_pton(AF_INET6, ip, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) || (a6.s6_addr[0] & 0xfe) == 0xfc ||
+               IN6_IS_ADDR_LINKLOCAL(&a6);
+    return false;
+}
+
+/*
+ * X-Spam-Relays-*: SpamAssassin's one-line summary of the Received chain,
+ * newest first. Without trusted_networks it trusts the hops from private
+ * addresses at the top of the chain; so do we. External = untrusted here.
+ */
+static size_t append_relays(struct buf *out, const struct message *m, bool trusted)
+{
+    size_t i, first_external = 0, found = 0;
+    while (first_external < m->n_hops && ip_is_internal(m->hops[first_external].ip))
+        first_external++;
+    for (i = trusted ? 0 : first_external; i < (trusted ? first_external : m->n_hops); i++) {
+        const struct msg_hop *h = &m->hops[i];
+        if (h->ip == NULL) continue;
+        if (found++) buf_append_char(out, ' ');
+        buf_printf(out, "[ ip=%s rdns=%s helo=%s by=%s ident= envfrom= intl=%d id= auth= msa=0 ]",
+                   h->ip, h->from_rdns ? h->from_rdns : "", h->from_helo ? h->from_helo : "",
+                   h->by ? h->by : "", trusted ? 1 : 0);
+    }
+    if (found) buf_append_char(out, '\n');
+    return found;
+}
+
+/* Builds the text target t reads into out; false if the header is absent. */
+static bool target_text(const struct target *t, const struct message *m, struct buf *out)
+{
+    const char *n = t->name;
+    size_t i, found = 0;
+
+    buf_clear(out);
+    if (strcmp(n, "ALL") == 0) {
+        for (i = 0; i < m->n_headers; i++) {
+            buf_printf(out, "%s: %s\n", m->headers[i].name,
+                       t->raw ? m->headers[i].raw : m->headers[i].value);
+            found++;
+        }
+    } else if (strcasecmp(n, "EnvelopeFrom") == 0) {
+        if (m->env.mail_from) {
+            buf_append_str(out, m->env.mail_from);
+            found = 1;
+        } else {
+            struct target rp = *t;
+            rp.part = RULE_HDR_ADDR;
+            found = append_header(out, m, "Return-Path", &rp);
+        }
+    } else if (strcasecmp(n, "ToCc") == 0) {
+        found = append_header(out, m, "To", t);
+        found += append_header(out, m, "Cc", t);
+    } else if (strcmp(n, "MESSAGEID") == 0) {
+        static const char *const ids[] = {"X-Message-Id", "Resent-Message-Id",
+                                          "X-Original-Message-ID", "Message-Id"};
+        for (i = 0; i < 4; i++)
+            found += append_header(out, m, ids[i], t);
+    } else if (strcasecmp(n, "X-Spam-Relays-External") == 0 ||
+               strcasecmp(n, "X-Spam-Relays-Untrusted") == 0) {
+        found = append_relays(out, m, false);
+    } else if (strcasecmp(n, "X-Spam-Relays-Trusted") == 0 ||
+               strcasecmp(n, "X-Spam-Relays-Internal") == 0) {
+        found = append_relays(out, m, true);
+    } else {
+        found = append_header(out, m, n, t);
+    }
+    if (found == 0) {
+        buf_clear(out);
+        if (t->if_unset) buf_append_str(out, t->if_unset);
+    }
+    return found > 0;
+}
+
+static bool is_space(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/*
+ * The rendered body as SpamAssassin builds it: paragraphs (two or more line
+ * breaks) become one line each, any other run of white space one space.
+ */
+static void body_collapse(struct buf *out, const char *text, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = (unsigned char)text[i];
+        if (!is_space(c)) {
+            buf_append_char(out, (char)c);
+            i++;
+            continue;
+        }
+        /* A white-space run [i, j): a paragraph break when it holds two line breaks
+         * reachable as \n+\s*\n+ from its first line break. */
+        {
+            size_t j = i, first_nl = len, last_nl = len, nls = 0;
+            while (j < len && is_space((unsigned char)text[j])) {
+                if (text[j] == '\n') {
+                    if (first_nl == len) first_nl = j;
+                    last_nl = j;
+                    nls++;
+                }
+                j++;
+            }
+            if (nls >= 2) {
+                if (first_nl > i) buf_append_char(out, ' ');
+                buf_append_char(out, '\n');
+                if (last_nl + 1 < j) buf_append_char(out, ' ');
+            } else {
+                buf_append_char(out, ' ');
+            }
+            i = j;
+        }
+    }
+}
+
+static void scan_body(struct match_ctx *mc, const struct message *m)
+{
+    struct buf *t = &mc->s->text, *raw = &mc->s->line;
+    size_t i, start;
+
+    buf_clear(raw);
+    for (i = 0; i < m->n_texts; i++) {
+        const struct msg_text *mt = &m->texts[i];
+        if (raw->len) buf_append_char(raw, '\n');
+        buf_append(raw, mt->text, mt->len);
+        if (mt->hidden_len) {
+            buf_append_char(raw, ' ');
+            buf_append(raw, mt->hidden, mt->hidden_len);
+        }
+    }
+    buf_clear(t);
+    buf_append_str(t, m->subject ? m->subject : "");
+    buf_append_char(t, '\n');
+    body_collapse(t, raw->data ? raw->data : "", raw->len);
+
+    /* One regex pass per line, lines longer than BODY_LINE_MAX cut at a space. */
+    for (start = 0; start < t->len;) {
+        const char *nl = memchr(t->data + start, '\n', t->len - start);
+        size_t end = nl ? (size_t)(nl - t->data) + 1 : t->len;
+        while (end - start > BODY_LINE_MAX) {
+            size_t cut = BODY_LINE_MAX;
+            while (cut > 0 && t->data[start + cut - 1] != ' ')
+                cut--;
+            if (cut == 0) cut = BODY_LINE_MAX;
+            scan_text(mc, mc->e->body, mc->s->body, t->data + start, cut);
+            start += cut;
+        }
+        scan_text(mc, mc->e->body, mc->s->body, t->data + start, end - start);
+        start = end;
+    }
+}
+
+static void scan_rawbody(struct match_ctx *mc, const struct message *m)
+{
+    size_t i;
+    for (i = 0; i < m->n_texts; i++) {
+        const struct msg_text *mt = &m->texts[i];
+        const char *p = mt->source ? mt->source : mt->text;
+        size_t len = mt->source ? mt->source_len : mt->len, ofs = 0;
+        /* Long parts in pieces of 2,048..4,096 bytes, cut after a line end when possible. */
+        while (len - ofs > 2 * BODY_LINE_MAX) {
+            const char *cut = memchr(p + ofs + BODY_LINE_MAX, '\n', BODY_LINE_MAX);
+            size_t j = cut ? (size_t)(cut - p) : ofs + BODY_LINE_MAX;
+            scan_text(mc, mc->e->rawbody, mc->s->rawbody, p + ofs, j - ofs + 1);
+            ofs = j + 1;
+        }
+        scan_text(mc, mc->e->rawbody, mc->s->rawbody, p + ofs, len - ofs);
+    }
+}
+
+static double meta_eval(const struct slot *s, const unsigned *hits, const struct scan_result *r)
+{
+    double st[META_MAX_STACK];
+    size_t i, sp = 0;
+    for (i = 0; i < s->n_prog; i++) {
+        const struct meta_insn *in = &s->prog[i];
+        double a, b;
+        switch (in->op) {
+        case MOP_NUM:
+            st[sp++] = in->num;
+            continue;
+        case MOP_RULE:
+            st[sp++] = hits[in->arg];
+            continue;
+        case MOP_SYMBOL:
+            st[sp++] = result_find(r, in->arg) ? 1 : 0;
+            continue;
+        case MOP_NOT:
+            st[sp - 1] = st[sp - 1] == 0;
+            continue;
+        case MOP_NEG:
+            st[sp - 1] = -st[sp - 1];
+            continue;
+        default:
+            break;
+        }
+        b = st[--sp];
+        a = st[sp - 1];
+        switch (in->op) {
+        case MOP_MUL:
+            a = a * b;
+            break;
+        case MOP_DIV:
+            if (b == 0) return 0; /* Perl would die; SpamAssassin then scores the meta 0 */
+            a = a / b;
+            break;
+        case MOP_ADD:
+            a = a + b;
+            break;
+        case MOP_SUB:
+            a = a - b;
+            break;
+        case MOP_LT:
+            a = a < b;
+            break;
+        case MOP_GT:
+            a = a > b;
+            break;
+        case MOP_LE:
+            a = a <= b;
+            break;
+        case MOP_GE:
+            a = a >= b;
+            break;
+        case MOP_EQ:
+            a = a == b;
+            break;
+        case MOP_NE:
+            a = a != b;
+            break;
+        case MOP_AND:
+            a = a == 0 ? a : b;
+            break;
+        case MOP_OR:
+            a = a != 0 ? a : b;
+            break;
+        default:
+            break;
+        }
+        st[sp - 1] = a;
+    }
+    return sp == 1 ? st[0] : 0;
+}
+
+void rule_engine_scan(const struct rule_engine *e, struct rule_scratch *s, const struct message *m,
+                      const char *raw, size_t raw_len, struct scan_result *r)
+{
+    struct match_ctx mc = {e, s};
+    size_t i, k;
+
+    memset(s->hits, 0, e->n_slots * sizeof *s->hits);
+    memset(s->timed_out, 0, e->n_slots);
+
+    for (i = 0; i < e->n_targets; i++) {
+        const struct target *t = &e->targets[i];
+        bool present = target_text(t, m, &s->text);
+        scan_text(&mc, t->set, s->target_scratch[i], s->text.data ? s->text.data : "", s->text.len);
+        for (k = 0; k < t->n_slots; k++) {
+            int slot = t->slots[k];
+            const struct rule *rule = e->slots[slot].r;
+            if (rule->exists)
+                s->hits[slot] = present != rule->negate;
+            else if (rule->negate)
+                s->hits[slot] = s->hits[slot] == 0 && e->slots[slot].runs_regex;
+        }
+    }
+    if (e->body) scan_body(&mc, m);
+    if (e->rawbody) scan_rawbody(&mc, m);
+    if (e->uri) {
+        for (i = 0; i < m->n_urls; i++) {
+            const struct url *u = &m->urls[i];
+            scan_text(&mc, e->uri, s->uri, u->normalised, strlen(u->normalised));
+            if (strcmp(u->raw, u->normalised) != 0)
+                scan_text(&mc, e->uri, s->uri, u->raw, strlen(u->raw));
+        }
+    }
+    if (e->full) scan_text(&mc, e->full, s->full, raw ? raw : "", raw ? raw_len : 0);
+
+    for (i = 0; i < e->n_metas; i++) {
+        const struct slot *sl = &e->slots[e->metas[i]];
+        s->hits[e->metas[i]] = meta_eval(sl, s->hits, r) != 0;
+    }
+
+    for (i = 0; i < e->n_slots; i++) {
+        const struct slot *sl = &e->slots[i];
+        if (s->timed_out[i]) result_add(r, e->timeout_symbol, 1.0, sl->r->name);
+        if (s->hits[i] == 0 || sl->symbol < 0) continue;
+        result_add(r, sl->symbol, sl->maxhits ? (double)s->hits[i] : 1.0, NULL);
+    }
+}
