@@ -15,7 +15,9 @@
  * stderr, and the others are still processed).
  */
 #include "checks/regex.h"
+#include "checks/rule_engine.h"
 #include "checks/rules.h"
+#include "checks/symbols.h"
 #include "core/buf.h"
 #include "core/config.h"
 #include "core/file.h"
@@ -403,6 +405,28 @@ static int cmd_stat(int argc, char **argv)
 }
 
 /* `mxwarden rules check DIR`: what a rule directory gives us, and what it does not. */
+/* `rules list`: the rules a scan runs with this configuration, one per line:
+ * NAME KIND SCORE (sub-rules have score "-"). */
+static int rules_list(void)
+{
+    static const char *const kinds[] = {"none", "header", "body", "rawbody", "uri", "full", "meta"};
+    struct scanner *s = scanner_new(&config);
+    const struct rule_engine *e = scanner_rules(s);
+    const struct symbol_registry *reg = scanner_symbols(s);
+    size_t i;
+
+    for (i = 0; i < rule_engine_count(e); i++) {
+        const struct rule *r = rule_engine_rule(e, i);
+        int id = symbols_lookup(reg, r->name);
+        if (r->name[0] == '_' && r->name[1] == '_')
+            printf("%s %s -\n", r->name, kinds[r->kind]);
+        else
+            printf("%s %s %g\n", r->name, kinds[r->kind], symbols_get(reg, id)->score);
+    }
+    scanner_free(s);
+    return 0;
+}
+
 static int cmd_rules(int argc, char **argv)
 {
     struct rule_set *rs;
@@ -412,8 +436,9 @@ static int cmd_rules(int argc, char **argv)
     struct regex_stats rx = {0};
     size_t i, regex_rules = 0, failed = 0, shown = 0;
 
+    if (argc == 2 && strcmp(argv[1], "list") == 0) return rules_list();
     if (argc != 3 || strcmp(argv[1], "check") != 0) {
-        fprintf(stderr, "usage: mxwarden rules check DIR\n");
+        fprintf(stderr, "usage: mxwarden rules check DIR | mxwarden rules list\n");
         return EXIT_USAGE;
     }
     log_set_level(LOG_LEVEL_ERROR); /* the warnings are listed below instead */

@@ -589,6 +589,16 @@ void rule_engine_stats(const struct rule_engine *e, struct rule_engine_stats *st
     *st = e->stats;
 }
 
+size_t rule_engine_count(const struct rule_engine *e)
+{
+    return e->n_slots;
+}
+
+const struct rule *rule_engine_rule(const struct rule_engine *e, size_t i)
+{
+    return e->slots[i].r;
+}
+
 static struct regex_scratch *scratch_for(const struct regex_set *set)
 {
     return set ? regex_scratch_new(set) : NULL;

@@ -78,6 +78,10 @@ struct rule_engine *rule_engine_new(const struct rule_set *rs, struct symbol_reg
 void rule_engine_free(struct rule_engine *e);
 void rule_engine_stats(const struct rule_engine *e, struct rule_engine_stats *st);
 
+/* The rules that run, in rule-file order (sub-rules included); i < rule_engine_count(). */
+size_t rule_engine_count(const struct rule_engine *e);
+const struct rule *rule_engine_rule(const struct rule_engine *e, size_t i);
+
 /* Per-thread scratch (never NULL). */
 struct rule_scratch *rule_scratch_new(const struct rule_engine *e);
 void rule_scratch_free(struct rule_scratch *s);

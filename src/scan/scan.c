@@ -68,8 +68,10 @@ static void scanner_load_rules(struct scanner *s)
 struct scanner *scanner_new(const struct config *cfg)
 {
     struct scanner *s = xcalloc(1, sizeof *s);
-    if (cfg) s->cfg = *cfg;
-    else config_defaults(&s->cfg);
+    if (cfg)
+        s->cfg = *cfg;
+    else
+        config_defaults(&s->cfg);
     s->symbols = symbols_new();
     structure_register(s->symbols, &s->structure);
     bayes_check_register(s->symbols, &s->bayes);
@@ -89,6 +91,11 @@ void scanner_free(struct scanner *s)
 const struct symbol_registry *scanner_symbols(const struct scanner *s)
 {
     return s->symbols;
+}
+
+const struct rule_engine *scanner_rules(const struct scanner *s)
+{
+    return s->engine;
 }
 
 const struct config *scanner_config(const struct scanner *s)
@@ -183,8 +190,8 @@ struct scan *scan_message(struct scan_worker *w, const char *data, size_t len,
             int cls = sc->result.score >= s->cfg.autolearn_spam  ? BAYES_CLASS_SPAM
                       : sc->result.score <= s->cfg.autolearn_ham ? BAYES_CLASS_HAM
                                                                  : -1;
-            if (cls >= 0 && bayes_learn(bayes, digest, &f, (enum bayes_class)cls,
-                                        scan_tenant(m), BAYES_ORIGIN_AUTO, &outcome) != 0)
+            if (cls >= 0 && bayes_learn(bayes, digest, &f, (enum bayes_class)cls, scan_tenant(m),
+                                        BAYES_ORIGIN_AUTO, &outcome) != 0)
                 log_warn("msg=\"autolearn failed\" reason=\"%s\"", err_msg());
         }
     }

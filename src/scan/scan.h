@@ -29,6 +29,8 @@ struct scanner *scanner_new(const struct config *cfg);
 void scanner_free(struct scanner *s);
 const struct symbol_registry *scanner_symbols(const struct scanner *s);
 const struct config *scanner_config(const struct scanner *s);
+/* The compiled rules of [rules] paths (rule_engine.h). */
+const struct rule_engine *scanner_rules(const struct scanner *s);
 
 /* Per-thread state. The stores are opened on first use; if they cannot be,
  * scans still complete and say so in the report. Never NULL. */
