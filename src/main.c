@@ -406,7 +406,8 @@ static int cmd_stat(int argc, char **argv)
 
 /* `mxwarden rules check DIR`: what a rule directory gives us, and what it does not. */
 /* `rules list`: the rules a scan runs with this configuration, one per line:
- * NAME KIND SCORE (sub-rules have score "-"). */
+ * NAME KIND SCORE [partial] (sub-rules have score "-"; "partial": a meta that reads
+ * rules we cannot run, so it hits only when the others decide alone). */
 static int rules_list(void)
 {
     static const char *const kinds[] = {"none", "header", "body", "rawbody", "uri", "full", "meta"};
@@ -418,10 +419,11 @@ static int rules_list(void)
     for (i = 0; i < rule_engine_count(e); i++) {
         const struct rule *r = rule_engine_rule(e, i);
         int id = symbols_lookup(reg, r->name);
+        const char *partial = rule_engine_rule_partial(e, i) ? " partial" : "";
         if (r->name[0] == '_' && r->name[1] == '_')
-            printf("%s %s -\n", r->name, kinds[r->kind]);
+            printf("%s %s -%s\n", r->name, kinds[r->kind], partial);
         else
-            printf("%s %s %g\n", r->name, kinds[r->kind], symbols_get(reg, id)->score);
+            printf("%s %s %g%s\n", r->name, kinds[r->kind], symbols_get(reg, id)->score, partial);
     }
     scanner_free(s);
     return 0;

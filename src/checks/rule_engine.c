@@ -41,9 +41,10 @@
 #define TIMEOUT_SYMBOL "RULE_TIMEOUT"
 
 enum meta_op {
-    MOP_NUM,    /* push value */
-    MOP_RULE,   /* push hits of slot arg */
-    MOP_SYMBOL, /* push 1 if registry symbol arg hit, else 0 */
+    MOP_NUM,     /* push value */
+    MOP_RULE,    /* push hits of slot arg */
+    MOP_SYMBOL,  /* push 1 if registry symbol arg hit, else 0 */
+    MOP_UNKNOWN, /* push "unknown": a rule we cannot evaluate (an eval: test, a bad regex) */
     MOP_NOT,
     MOP_NEG,
     MOP_MUL,
@@ -68,10 +69,11 @@ struct meta_insn {
 
 struct slot {
     const struct rule *r;
-    int symbol;             /* registry id; -1 for sub-rules (__NAME) */
-    int target;             /* header rules: index into e->targets */
-    bool runs_regex;        /* has a compiled regex */
-    unsigned maxhits;       /* 0: one hit; otherwise the most hits counted (tflags multiple) */
+    int symbol;       /* registry id; -1 for sub-rules (__NAME) */
+    int target;       /* header rules: index into e->targets */
+    bool runs_regex;  /* has a compiled regex */
+    unsigned maxhits; /* 0: one hit; otherwise the most hits counted (tflags multiple) */
+    bool partial;     /* a meta that reads (perhaps through other metas) a rule we cannot run */
     struct meta_insn *prog; /* metas */
     size_t n_prog;
 };
@@ -104,6 +106,7 @@ struct rule_scratch {
     size_t n_targets;
     unsigned *hits;           /* per slot */
     unsigned char *timed_out; /* per slot */
+    unsigned char *unknown;   /* per slot: a meta whose value depends on what we cannot evaluate */
     struct regex_scratch **target_scratch;
     struct regex_scratch *body, *rawbody, *uri, *full;
     struct buf text;
@@ -291,13 +294,17 @@ static struct meta_insn meta_operand(const struct rule_engine *e, const struct s
     if (r && r->kind != RULE_NONE) {
         int slot = e->slot_of_rule[r - rules_at(e->rs, 0)];
         if (slot >= 0) {
-            in.op = MOP_RULE;
+            bool regex_kind = r->kind != RULE_META && !(r->kind == RULE_HEADER && r->exists);
+            in.op = regex_kind && !e->slots[slot].runs_regex ? MOP_UNKNOWN : MOP_RULE;
             in.arg = slot;
         }
-        return in;
+        return in; /* disabled (score 0): 0, as SpamAssassin never runs it */
     }
     in.arg = symbols_lookup(reg, buf);
-    if (in.arg >= 0) in.op = MOP_SYMBOL;
+    if (in.arg >= 0)
+        in.op = MOP_SYMBOL; /* a built-in check, perhaps standing in for an eval */
+    else if (r && r->unsupported)
+        in.op = MOP_UNKNOWN;
     return in;
 }
 
@@ -440,6 +447,15 @@ static void meta_order(struct rule_engine *e, int *metas, size_t n)
         e->slots[metas[i]].n_prog = 0;
     }
     e->n_metas = placed;
+    /* In evaluation order, so a meta's inputs are settled before it. */
+    for (i = 0; i < placed; i++) {
+        struct slot *s = &e->slots[e->metas[i]];
+        size_t k;
+        for (k = 0; k < s->n_prog; k++)
+            if (s->prog[k].op == MOP_UNKNOWN ||
+                (s->prog[k].op == MOP_RULE && e->slots[s->prog[k].arg].partial))
+                s->partial = true;
+    }
     free(state);
 }
 
@@ -599,6 +615,11 @@ const struct rule *rule_engine_rule(const struct rule_engine *e, size_t i)
     return e->slots[i].r;
 }
 
+bool rule_engine_rule_partial(const struct rule_engine *e, size_t i)
+{
+    return e->slots[i].partial;
+}
+
 static struct regex_scratch *scratch_for(const struct regex_set *set)
 {
     return set ? regex_scratch_new(set) : NULL;
@@ -610,6 +631,7 @@ struct rule_scratch *rule_scratch_new(const struct rule_engine *e)
     size_t i;
     s->hits = xcalloc(e->n_slots ? e->n_slots : 1, sizeof *s->hits);
     s->timed_out = xcalloc(e->n_slots ? e->n_slots : 1, 1);
+    s->unknown = xcalloc(e->n_slots ? e->n_slots : 1, 1);
     s->n_targets = e->n_targets;
     s->target_scratch = xcalloc(e->n_targets ? e->n_targets : 1, sizeof *s->target_scratch);
     for (i = 0; i < e->n_targets; i++)
@@ -629,6 +651,7 @@ void rule_scratch_free(struct rule_scratch *s)
         regex_scratch_free(s->target_scratch[i]);
     free(s->hits);
     free(s->timed_out);
+    free(s->unknown);
     regex_scratch_free(s->body);
     regex_scratch_free(s->rawbody);
     regex_scratch_free(s->uri);
@@ -918,78 +941,108 @@ static void scan_rawbody(struct match_ctx *mc, const struct message *m)
     }
 }
 
-static double meta_eval(const struct slot *s, const unsigned *hits, const struct scan_result *r)
+/*
+ * A meta's value with three-valued logic: a rule we cannot evaluate is
+ * "unknown", and so is anything computed from it, except where the known
+ * operands decide alone (0 && x is 0, 1 || x is 1). A meta whose value is
+ * unknown does not hit: we never fire a rule on a guess.
+ */
+struct meta_value {
+    double v;
+    bool unknown;
+};
+
+static struct meta_value meta_eval(const struct slot *s, const unsigned *hits,
+                                   const unsigned char *unknown, const struct scan_result *r)
 {
-    double st[META_MAX_STACK];
+    struct meta_value st[META_MAX_STACK];
     size_t i, sp = 0;
     for (i = 0; i < s->n_prog; i++) {
         const struct meta_insn *in = &s->prog[i];
-        double a, b;
+        struct meta_value a, b;
         switch (in->op) {
         case MOP_NUM:
-            st[sp++] = in->num;
+            st[sp++] = (struct meta_value){in->num, false};
             continue;
         case MOP_RULE:
-            st[sp++] = hits[in->arg];
+            st[sp++] = (struct meta_value){hits[in->arg], unknown[in->arg] != 0};
             continue;
         case MOP_SYMBOL:
-            st[sp++] = result_find(r, in->arg) ? 1 : 0;
+            st[sp++] = (struct meta_value){result_find(r, in->arg) ? 1 : 0, false};
+            continue;
+        case MOP_UNKNOWN:
+            st[sp++] = (struct meta_value){0, true};
             continue;
         case MOP_NOT:
-            st[sp - 1] = st[sp - 1] == 0;
+            st[sp - 1].v = st[sp - 1].v == 0;
             continue;
         case MOP_NEG:
-            st[sp - 1] = -st[sp - 1];
+            st[sp - 1].v = -st[sp - 1].v;
             continue;
         default:
             break;
         }
         b = st[--sp];
         a = st[sp - 1];
+        if (in->op == MOP_AND) {
+            /* Perl: a is the value when false, else b. */
+            if (!a.unknown && a.v == 0)
+                st[sp - 1] = a;
+            else if (!b.unknown && b.v == 0)
+                st[sp - 1] = b;
+            else
+                st[sp - 1] = (struct meta_value){b.v, a.unknown || b.unknown};
+            continue;
+        }
+        if (in->op == MOP_OR) {
+            if (!a.unknown && a.v != 0)
+                st[sp - 1] = a;
+            else if (!b.unknown && b.v != 0)
+                st[sp - 1] = b;
+            else
+                st[sp - 1] = (struct meta_value){b.v, a.unknown || b.unknown};
+            continue;
+        }
+        a.unknown = a.unknown || b.unknown;
         switch (in->op) {
         case MOP_MUL:
-            a = a * b;
+            a.v = a.v * b.v;
             break;
         case MOP_DIV:
-            if (b == 0) return 0; /* Perl would die; SpamAssassin then scores the meta 0 */
-            a = a / b;
+            if (b.v == 0 && !a.unknown) /* Perl dies; SpamAssassin scores the meta 0 */
+                return (struct meta_value){0, false};
+            a.v = b.v == 0 ? 0 : a.v / b.v;
             break;
         case MOP_ADD:
-            a = a + b;
+            a.v = a.v + b.v;
             break;
         case MOP_SUB:
-            a = a - b;
+            a.v = a.v - b.v;
             break;
         case MOP_LT:
-            a = a < b;
+            a.v = a.v < b.v;
             break;
         case MOP_GT:
-            a = a > b;
+            a.v = a.v > b.v;
             break;
         case MOP_LE:
-            a = a <= b;
+            a.v = a.v <= b.v;
             break;
         case MOP_GE:
-            a = a >= b;
+            a.v = a.v >= b.v;
             break;
         case MOP_EQ:
-            a = a == b;
+            a.v = a.v == b.v;
             break;
         case MOP_NE:
-            a = a != b;
-            break;
-        case MOP_AND:
-            a = a == 0 ? a : b;
-            break;
-        case MOP_OR:
-            a = a != 0 ? a : b;
+            a.v = a.v != b.v;
             break;
         default:
             break;
         }
         st[sp - 1] = a;
     }
-    return sp == 1 ? st[0] : 0;
+    return sp == 1 ? st[0] : (struct meta_value){0, false};
 }
 
 void rule_engine_scan(const struct rule_engine *e, struct rule_scratch *s, const struct message *m,
@@ -1000,6 +1053,7 @@ void rule_engine_scan(const struct rule_engine *e, struct rule_scratch *s, const
 
     memset(s->hits, 0, e->n_slots * sizeof *s->hits);
     memset(s->timed_out, 0, e->n_slots);
+    memset(s->unknown, 0, e->n_slots);
 
     for (i = 0; i < e->n_targets; i++) {
         const struct target *t = &e->targets[i];
@@ -1028,7 +1082,10 @@ void rule_engine_scan(const struct rule_engine *e, struct rule_scratch *s, const
 
     for (i = 0; i < e->n_metas; i++) {
         const struct slot *sl = &e->slots[e->metas[i]];
-        s->hits[e->metas[i]] = meta_eval(sl, s->hits, r) != 0;
+        struct meta_value v = meta_eval(sl, s->hits, s->unknown, r);
+        /* An unknown meta does not hit, but metas above it still know it is unknown. */
+        s->hits[e->metas[i]] = !v.unknown && v.v != 0;
+        s->unknown[e->metas[i]] = v.unknown;
     }
 
     for (i = 0; i < e->n_slots; i++) {

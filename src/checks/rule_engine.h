@@ -42,6 +42,7 @@
 #ifndef MXW_RULE_ENGINE_H
 #define MXW_RULE_ENGINE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct message;
@@ -81,6 +82,9 @@ void rule_engine_stats(const struct rule_engine *e, struct rule_engine_stats *st
 /* The rules that run, in rule-file order (sub-rules included); i < rule_engine_count(). */
 size_t rule_engine_count(const struct rule_engine *e);
 const struct rule *rule_engine_rule(const struct rule_engine *e, size_t i);
+/* True for a meta that reads, directly or through other metas, a rule we cannot run (an
+ * eval: test, a regex neither engine compiles): it hits only when the rest decides alone. */
+bool rule_engine_rule_partial(const struct rule_engine *e, size_t i);
 
 /* Per-thread scratch (never NULL). */
 struct rule_scratch *rule_scratch_new(const struct rule_engine *e);

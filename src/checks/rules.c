@@ -397,6 +397,8 @@ static void rules_skip(struct rule_set *rs, const char *file, int line, const ch
 {
     rs->skipped++;
     rules_warn(rs, file, line, "rule %s skipped: %s", name, why);
+    /* Metas that read it must know its result is unknown, not "did not hit". */
+    if (rules_valid_name(name)) rules_get(rs, name, file, line)->unsupported = true;
 }
 
 /* Gives name the test line r (kind, where, what to match), keeping the score,
@@ -665,10 +667,56 @@ static void rules_line(struct rule_set *rs, const char *file, int line, char *te
     }
 }
 
+/* True when `ifplugin NAME` / `if plugin(NAME)` names a SpamAssassin plugin we lack. */
+static bool rules_lacks_plugin(const char *word, const char *rest)
+{
+    const char *name = rest;
+    char buf[128];
+    size_t n;
+    if (word[2] != 'p') { /* if plugin(NAME) */
+        while (*name == ' ' || *name == '(' || *name == '!')
+            name++;
+        if (strncmp(name, "plugin", 6) != 0) return false;
+        name += 6;
+        while (*name == ' ' || *name == '(')
+            name++;
+    }
+    for (n = 0; name[n] && name[n] != ')' && name[n] != ' ' && n < sizeof buf - 1; n++)
+        buf[n] = name[n];
+    buf[n] = '\0';
+    return strncmp(buf, "Mail::SpamAssassin::Plugin::", 28) == 0 && !rules_plugin_known(buf);
+}
+
+/* A rule test line inside a lacking plugin's block: remember the name as unsupported. */
+static void rules_mark_unsupported(struct rule_set *rs, const char *file, int line,
+                                   const char *word, const char *rest)
+{
+    static const char *const defining[] = {
+        "header",     "body",   "rawbody",  "uri",       "full",     "meta",      "mimeheader",
+        "uri_detail", "askdns", "urirhsbl", "urirhssub", "uridnsbl", "uridnssub", NULL};
+    char name[128];
+    size_t i, n;
+    for (i = 0; defining[i] && strcmp(word, defining[i]) != 0; i++)
+        continue;
+    if (defining[i] == NULL) return;
+    while (*rest == ' ' || *rest == '\t')
+        rest++;
+    for (n = 0; rest[n] && rest[n] != ' ' && rest[n] != '\t' && n < sizeof name - 1; n++)
+        name[n] = rest[n];
+    name[n] = '\0';
+    if (rules_valid_name(name)) {
+        struct rule *r = rules_get(rs, name, file, line);
+        if (r->kind == RULE_NONE) r->unsupported = true;
+    }
+}
+
 static int rules_load(struct rule_set *rs, const char *path)
 {
     bool active[RULES_MAX_COND_DEPTH + 1];
     bool cond[RULES_MAX_COND_DEPTH + 1];
+    /* Inside the true branch of a plugin SpamAssassin has and we lack: the rules defined
+     * there exist for SpamAssassin, so metas must see them as unknown, not absent. */
+    bool lacking[RULES_MAX_COND_DEPTH + 1];
     int depth = 0, line = 0;
     char *data, *p, *file;
     size_t len;
@@ -678,6 +726,7 @@ static int rules_load(struct rule_set *rs, const char *path)
     file = arena_strdup(rs->a, path);
     active[0] = true;
     cond[0] = true;
+    lacking[0] = false;
     for (p = data; p < data + len;) {
         char *nl = memchr(p, '\n', (size_t)(data + len - p)), *text, *rest, *word;
         if (nl) *nl = '\0';
@@ -700,13 +749,17 @@ static int rules_load(struct rule_set *rs, const char *path)
             depth++;
             cond[depth] = c;
             active[depth] = active[depth - 1] && c;
+            lacking[depth] =
+                lacking[depth - 1] || (active[depth - 1] && !c && rules_lacks_plugin(word, rest));
             continue;
         }
         if (!strcmp(word, "else")) {
             if (depth == 0)
                 rules_warn(rs, file, line, "else without if");
-            else
+            else {
                 active[depth] = active[depth - 1] && !cond[depth];
+                lacking[depth] = lacking[depth - 1];
+            }
             continue;
         }
         if (!strcmp(word, "endif")) {
@@ -716,7 +769,10 @@ static int rules_load(struct rule_set *rs, const char *path)
                 depth--;
             continue;
         }
-        if (!active[depth]) continue;
+        if (!active[depth]) {
+            if (lacking[depth]) rules_mark_unsupported(rs, file, line, word, rest);
+            continue;
+        }
         /* rules_word cut the directive off in place: rebuild "directive rest". */
         if (*rest) rest[-1] = ' ';
         rules_line(rs, file, line, text);

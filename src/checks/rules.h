@@ -75,6 +75,7 @@ struct rule {
     const char *description;
     unsigned tflags;  /* RULE_TF_* */
     unsigned maxhits; /* tflags maxhits=N, 0: none */
+    bool unsupported; /* kind RULE_NONE because its test line was skipped (an eval: test, ...) */
 };
 
 struct rule_set_stats {

@@ -212,6 +212,34 @@ static void test_meta_expressions_follow_perl(void **state)
     fixture_close(&f);
 }
 
+static void test_metas_over_unsupported_rules_are_unknown_not_false(void **state)
+{
+    struct fixture f;
+    (void)state;
+    fixture_open(&f,
+                 "body __A /watches/\n"
+                 "body __C /absent-word/\n"
+                 "body __EVAL eval:check_something()\n"
+                 "body __BROKEN /(unclosed/\n"
+                 "meta NEEDS_EVAL_FALSE __A && !__EVAL\n"
+                 "meta DECIDED_BY_A __A || __EVAL\n"
+                 "meta DECIDED_BY_C __C && __EVAL\n"
+                 "meta NOT_OF_UNKNOWN_META !NEEDS_EVAL_FALSE\n"
+                 "meta COUNT_WITH_UNKNOWN (__A + __EVAL) >= 1\n"
+                 "meta BROKEN_REGEX_UNKNOWN !__BROKEN && __A\n"
+                 "meta NEVER_DEFINED_IS_ZERO !__NOWHERE && __A\n",
+                 0);
+    fixture_scan(&f, plain_msg, false);
+    assert_null(hit(&f, "NEEDS_EVAL_FALSE"));
+    assert_non_null(hit(&f, "DECIDED_BY_A"));
+    assert_null(hit(&f, "DECIDED_BY_C"));
+    assert_null(hit(&f, "NOT_OF_UNKNOWN_META"));
+    assert_null(hit(&f, "COUNT_WITH_UNKNOWN"));
+    assert_null(hit(&f, "BROKEN_REGEX_UNKNOWN"));
+    assert_non_null(hit(&f, "NEVER_DEFINED_IS_ZERO"));
+    fixture_close(&f);
+}
+
 static void test_scores_sets_and_multiple(void **state)
 {
     struct fixture f;
@@ -293,6 +321,7 @@ int main(void)
         cmocka_unit_test(test_body_lines_are_paragraphs_with_subject_first),
         cmocka_unit_test(test_html_body_is_rendered_and_rawbody_is_markup),
         cmocka_unit_test(test_meta_expressions_follow_perl),
+        cmocka_unit_test(test_metas_over_unsupported_rules_are_unknown_not_false),
         cmocka_unit_test(test_scores_sets_and_multiple),
         cmocka_unit_test(test_catastrophic_pattern_times_out_in_bounded_time),
         cmocka_unit_test(test_broken_regex_is_skipped_not_fatal),

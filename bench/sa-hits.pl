@@ -1,7 +1,7 @@
 #!/usr/bin/perl
-# bench/peers/sa-hits.pl - SpamAssassin's verdict on each message of a list, in
+# bench/sa-hits.pl - SpamAssassin's verdict on each message of a list, in
 # one process (as spamd would run it), network tests off (-L), Bayes off.
-# Usage: sa-hits.pl RULES_DIR WORKDIR < LIST > OUT
+# Usage: perl bench/sa-hits.pl RULES_DIR WORKDIR < LIST > OUT
 #   LIST: one path per line. OUT: one line per message, "PATH<TAB>RULE,RULE,..."
 #   (the scored rules that hit; sub-rules are never listed by SpamAssassin).
 # Timing: the last line on stderr is "sa-hits: N messages in S seconds".
@@ -13,6 +13,7 @@ use Time::HiRes qw(time);
 my ($rules, $work) = @ARGV;
 die "usage: $0 RULES_DIR WORKDIR < LIST > OUT\n" unless defined $work;
 # The plugins Debian enables (the .pre files), none of its local.cf settings.
+mkdir $work;
 mkdir "$work/site";
 for my $pre (glob("/etc/spamassassin/*.pre")) {
     system("cp", $pre, "$work/site/") == 0 or die "cannot copy $pre\n";
