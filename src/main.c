@@ -533,6 +533,8 @@ int main(int argc, char **argv)
         argv += 2;
         argc -= 2;
     }
+    /* One-shot commands say only what went wrong; the daemon will log at info. */
+    log_set_level(LOG_LEVEL_WARN);
     config_defaults(&config);
     if (config_load(config_path, &config) != 0) {
         fprintf(stderr, "mxwarden: %s\n", err_msg());

@@ -36,6 +36,11 @@ void config_defaults(struct config *cfg)
     snprintf(cfg->rules_paths, sizeof cfg->rules_paths, "%s", MXW_DEFAULT_RULES_DIR);
     cfg->rules_score_set = 2;
     snprintf(cfg->rules_cache_dir, sizeof cfg->rules_cache_dir, "var/cache");
+    cfg->reputation_enabled = true;
+    cfg->reputation_min_volume = 5;
+    cfg->reputation_full_volume = 100;
+    cfg->reputation_max_url_domains = 8;
+    cfg->reputation_record_ham_below = 0.0;
 }
 
 static int config_bool(const char *v, bool *out)
@@ -106,6 +111,19 @@ static int config_handler(void *user, const char *section, const char *name, con
         rc = config_unsigned(value, &c->rules_score_set) || c->rules_score_set > 3 ? -1 : 0;
     else if (!strcmp(section, "rules") && !strcmp(name, "cache_dir"))
         rc = config_string(value, c->rules_cache_dir);
+    else if (!strcmp(section, "reputation") && !strcmp(name, "enabled"))
+        rc = config_bool(value, &c->reputation_enabled);
+    else if (!strcmp(section, "reputation") && !strcmp(name, "min_volume"))
+        rc = config_unsigned(value, &c->reputation_min_volume) || c->reputation_min_volume < 1;
+    else if (!strcmp(section, "reputation") && !strcmp(name, "full_volume"))
+        rc = config_unsigned(value, &c->reputation_full_volume) || c->reputation_full_volume < 2;
+    else if (!strcmp(section, "reputation") && !strcmp(name, "max_url_domains"))
+        rc = config_unsigned(value, &c->reputation_max_url_domains) ||
+             c->reputation_max_url_domains > 16;
+    else if (!strcmp(section, "reputation") && !strcmp(name, "record_ham_below"))
+        rc = config_double(value, &c->reputation_record_ham_below);
+    else if (!strcmp(section, "reputation") && !strcmp(name, "allow"))
+        rc = config_string(value, c->reputation_allow);
     else {
         log_warn("msg=\"unknown setting ignored\" file=%s section=%s key=%s", p->path, section,
                  name);

@@ -21,6 +21,13 @@
  *                                    ; Default: the rules/ directory mxwarden was built with
  *   score_set = 2                    ; SpamAssassin score set: 0 plain, 1 +net, 2 +Bayes, 3 both
  *   cache_dir = var/cache            ; compiled regex databases
+ *   [reputation]
+ *   enabled = yes
+ *   min_volume = 5                   ; verdicts in 24 h before an entity scores
+ *   full_volume = 100                ; verdicts at which its score is at full strength
+ *   max_url_domains = 8              ; URL domains per message (16 at most)
+ *   record_ham_below = 0.0           ; a delivered message scoring <= this counts as ham
+ *   allow = 192.0.2.0/24 example.com ; never penalised (addresses, networks, domains)
  */
 #ifndef MXW_CONFIG_H
 #define MXW_CONFIG_H
@@ -40,6 +47,12 @@ struct config {
     char rules_paths[CONFIG_MAX_VALUE];
     unsigned rules_score_set;
     char rules_cache_dir[CONFIG_MAX_VALUE];
+    bool reputation_enabled;
+    unsigned reputation_min_volume;
+    unsigned reputation_full_volume;
+    unsigned reputation_max_url_domains;
+    double reputation_record_ham_below;
+    char reputation_allow[CONFIG_MAX_VALUE];
 };
 
 /* Fills cfg with the defaults. */

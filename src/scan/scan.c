@@ -2,7 +2,9 @@
  * scan - the scan pipeline. See scan.h.
  */
 #include "scan/scan.h"
+#include "checks/allowlist.h"
 #include "checks/bayes_check.h"
+#include "checks/reputation.h"
 #include "checks/rule_engine.h"
 #include "checks/rules.h"
 #include "checks/structure.h"
@@ -30,6 +32,9 @@ struct scanner {
     struct bayes_check_ids bayes;
     struct rule_set *rules;
     struct rule_engine *engine;
+    struct reputation_ids reputation;
+    struct reputation_config reputation_cfg;
+    struct allowlist *allow;
 };
 
 struct scan_worker {
@@ -38,6 +43,7 @@ struct scan_worker {
     struct bayes *bayes;
     time_t next_open_attempt;
     struct rule_scratch *rule_scratch;
+    bool record_verdicts; /* feed reputation with this worker's verdicts (the daemon does) */
 };
 
 /*
@@ -75,6 +81,18 @@ struct scanner *scanner_new(const struct config *cfg)
     s->symbols = symbols_new();
     structure_register(s->symbols, &s->structure);
     bayes_check_register(s->symbols, &s->bayes);
+    reputation_register(s->symbols, &s->reputation);
+    s->reputation_cfg = reputation_config_default();
+    s->reputation_cfg.min_volume = s->cfg.reputation_min_volume;
+    s->reputation_cfg.full_volume = s->cfg.reputation_full_volume;
+    s->reputation_cfg.max_url_domains = s->cfg.reputation_max_url_domains;
+    s->allow = allowlist_parse(s->cfg.reputation_allow);
+    if (s->allow == NULL) {
+        /* Never silently: every scan would penalise partners the operator meant to protect. */
+        log_error("msg=\"[reputation] allow is invalid; no sender is allowed\" reason=\"%s\"",
+                  err_msg());
+        s->allow = allowlist_parse(NULL);
+    }
     scanner_load_rules(s);
     return s;
 }
@@ -84,6 +102,7 @@ void scanner_free(struct scanner *s)
     if (s == NULL) return;
     rule_engine_free(s->engine);
     rules_free(s->rules);
+    allowlist_free(s->allow);
     symbols_free(s->symbols);
     free(s);
 }
@@ -120,6 +139,11 @@ void scan_worker_free(struct scan_worker *w)
     free(w);
 }
 
+void scan_worker_record_verdicts(struct scan_worker *w, bool on)
+{
+    w->record_verdicts = on;
+}
+
 struct bayes *scan_worker_bayes(struct scan_worker *w)
 {
     const struct config *cfg = &w->scanner->cfg;
@@ -154,6 +178,28 @@ static const char *scan_tenant(const struct message *m)
     return at && at[1] ? at + 1 : NULL;
 }
 
+/*
+ * Feeds reputation with this scan's verdict, judged on the score without
+ * reputation's own symbols so that it cannot reinforce itself: spam when the
+ * message is held or rejected on the other evidence, ham when it is delivered
+ * with a low score; anything between teaches nothing.
+ */
+static void scan_record_verdict(const struct scanner *s, struct scan_worker *w,
+                                const struct scan *sc, const struct reputation_entities *ents,
+                                time_t now, const struct thresholds *t)
+{
+    double base = sc->result.score - reputation_result_score(&s->reputation, &sc->result);
+    enum reputation_verdict v;
+    if (sc->result.action >= ACTION_QUARANTINE && base > t->quarantine)
+        v = REPUTATION_VERDICT_SPAM;
+    else if (sc->result.action == ACTION_DELIVER && base <= s->cfg.reputation_record_ham_below)
+        v = REPUTATION_VERDICT_HAM;
+    else
+        return;
+    if (reputation_record(w->kv, ents, v, now, allowlist_reputation, s->allow) != 0)
+        log_warn("msg=\"reputation not recorded\" reason=\"%s\"", err_msg());
+}
+
 struct scan *scan_message(struct scan_worker *w, const char *data, size_t len,
                           const struct envelope *env)
 {
@@ -164,6 +210,8 @@ struct scan *scan_message(struct scan_worker *w, const char *data, size_t len,
     struct bayes *bayes = scan_worker_bayes(w);
     struct bayes_result br;
     struct features f;
+    struct reputation_entities ents;
+    time_t now = time(NULL);
     int rc = -1;
 
     sc->message = m;
@@ -176,9 +224,16 @@ struct scan *scan_message(struct scan_worker *w, const char *data, size_t len,
         sc->result.bayes_ready = true;
         sc->result.bayes_p_spam = br.p_spam;
     }
+    if (s->cfg.reputation_enabled) {
+        reputation_entities_extract(m->arena, m, s->reputation_cfg.max_url_domains, &ents);
+        reputation_check(&s->reputation, &s->reputation_cfg, bayes ? w->kv : NULL, &ents, now,
+                         allowlist_reputation, s->allow, &sc->result);
+    }
     /* Rules last: their metas may combine the symbols above. */
     rule_engine_scan(s->engine, w->rule_scratch, m, data, len, &sc->result);
     result_finish(&sc->result, &t, "default");
+    if (s->cfg.reputation_enabled && w->record_verdicts && bayes)
+        scan_record_verdict(s, w, sc, &ents, now, &t);
 
     if (bayes && s->cfg.autolearn && rc == 0) {
         /* Autolearn never overrides an operator's label: only unlearned mail is taught. */

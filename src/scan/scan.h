@@ -14,6 +14,7 @@
 #ifndef MXW_SCAN_H
 #define MXW_SCAN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "message/message.h"
@@ -36,6 +37,9 @@ const struct rule_engine *scanner_rules(const struct scanner *s);
  * scans still complete and say so in the report. Never NULL. */
 struct scan_worker *scan_worker_new(const struct scanner *s);
 void scan_worker_free(struct scan_worker *w);
+/* Whether this worker records its verdicts into reputation (off by default: the
+ * daemon turns it on; one-off scans from the command line should not teach). */
+void scan_worker_record_verdicts(struct scan_worker *w, bool on);
 /* The worker's Bayes classifier, or NULL (with err_set) if its store cannot be opened. */
 struct bayes *scan_worker_bayes(struct scan_worker *w);
 

@@ -54,8 +54,8 @@ static void teach(struct scan_worker *w, int n)
             struct features f;
             uint8_t digest[BAYES_DIGEST_BYTES];
             enum bayes_learn_outcome outcome;
-            make_message(raw, sizeof raw, c == 0 ? "cheap casino pills bonus" : "team meeting agenda minutes",
-                         i);
+            make_message(raw, sizeof raw,
+                         c == 0 ? "cheap casino pills bonus" : "team meeting agenda minutes", i);
             m = message_parse(raw, strlen(raw), NULL);
             features_extract(m->arena, m, &f, NULL, NULL);
             bayes_digest(raw, strlen(raw), digest);
@@ -195,6 +195,40 @@ static void test_autolearn_teaches_unlearned_mail_only(void **state)
     rmdir(dir);
 }
 
+static void test_reputation_from_one_node_scores_on_another(void **state)
+{
+    struct config cfg;
+    struct scanner *s;
+    struct scan_worker *a, *b;
+    struct scan *sc;
+    struct envelope env = {.mail_from = "news@shop.example", .client_ip = "203.0.113.7"};
+    char raw[512];
+    int i;
+    (void)state;
+
+    redis_config(&cfg);
+    cfg.rules_paths[0] = '\0'; /* the built-in checks only: scores stay predictable */
+    cfg.reputation_record_ham_below = 100.0;
+    cfg.bayes_min_learns = 1000;
+    s = scanner_new(&cfg);
+    a = scan_worker_new(s);
+    b = scan_worker_new(s);
+    scan_worker_record_verdicts(a, true);
+    for (i = 0; i < 8; i++) {
+        snprintf(raw, sizeof raw, "From: news@shop.example\nSubject: s%d\n\nhello %d\n", i, i);
+        sc = scan_message(a, raw, strlen(raw), &env);
+        scan_free(sc);
+    }
+    /* b records nothing itself, but reads what a recorded through the shared store. */
+    sc = scan_message(b, "Subject: x\n\nbody\n", 17, &env);
+    assert_true(has_symbol(s, sc, "IP_REPUTATION_HAM"));
+    assert_true(has_symbol(s, sc, "DOMAIN_REPUTATION_HAM"));
+    scan_free(sc);
+    scan_worker_free(a);
+    scan_worker_free(b);
+    scanner_free(s);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -216,6 +250,7 @@ int main(void)
         cmocka_unit_test(test_workers_share_what_either_learns),
         cmocka_unit_test(test_redis_outage_gives_unavailable_then_recovers),
         cmocka_unit_test(test_autolearn_teaches_unlearned_mail_only),
+        cmocka_unit_test(test_reputation_from_one_node_scores_on_another),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
