@@ -28,6 +28,7 @@
 #include "message/source.h"
 #include "scan/report.h"
 #include "scan/scan.h"
+#include "scan/settings_cmd.h"
 #include "stat/bayes.h"
 #include "store/kv.h"
 #include "text/features.h"
@@ -64,6 +65,13 @@ static void usage(FILE *f)
             "  stat [--tenant DOMAIN]\n"
             "                  learned messages per class, tokens and store size\n"
             "  rules check DIR load the *.cf rule files of DIR and count what loads and compiles\n"
+            "  rules list      the rules scans run with this configuration (NAME KIND SCORE)\n"
+            "  settings set SCOPE KEY VALUE [KEY VALUE]... | get SCOPE [KEY] | list [SCOPE]\n"
+            "           | unset SCOPE KEY...\n"
+            "                  per-domain and per-address thresholds and tagging; SCOPE is\n"
+            "                  global, a domain or an address; KEY: threshold.tag,\n"
+            "                  threshold.quarantine, threshold.reject, subject_prefix,\n"
+            "                  add_report_header\n"
             "  dump FILE|-     print the parsed message: headers, MIME tree, text, URLs, features\n"
             "  version         print the version\n"
             "\n"
@@ -561,6 +569,8 @@ int main(int argc, char **argv)
         status = cmd_stat(argc - 1, argv + 1);
     } else if (strcmp(argv[1], "rules") == 0) {
         status = cmd_rules(argc - 1, argv + 1);
+    } else if (strcmp(argv[1], "settings") == 0) {
+        status = settings_command(argc - 1, argv + 1, config.db_uri, stdout, stderr);
     } else if (strcmp(argv[1], "dump") == 0) {
         status = cmd_dump(argc - 1, argv + 1);
     } else {

@@ -27,6 +27,7 @@ void config_defaults(struct config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     snprintf(cfg->kv_uri, sizeof cfg->kv_uri, "lmdb:var/tokens.lmdb");
+    snprintf(cfg->db_uri, sizeof cfg->db_uri, "sqlite:var/mxwarden.db");
     cfg->bayes_min_learns = 200;
     cfg->bayes_min_learns_class = 50;
     cfg->bayes_per_tenant = false;
@@ -93,6 +94,8 @@ static int config_handler(void *user, const char *section, const char *name, con
 
     if (!strcmp(section, "store") && !strcmp(name, "kv"))
         rc = config_string(value, c->kv_uri);
+    else if (!strcmp(section, "store") && !strcmp(name, "db"))
+        rc = config_string(value, c->db_uri);
     else if (!strcmp(section, "bayes") && !strcmp(name, "min_learns"))
         rc = config_unsigned(value, &c->bayes_min_learns);
     else if (!strcmp(section, "bayes") && !strcmp(name, "min_learns_class"))

@@ -8,6 +8,7 @@
  *
  *   [store]
  *   kv = lmdb:var/tokens.lmdb        ; or redis://[:password@]host:port[/db]
+ *   db = sqlite:var/mxwarden.db      ; records: settings, message log, labels, audit
  *   [bayes]
  *   min_learns = 200                 ; spam and ham each, before any Bayes symbol
  *   min_learns_class = 50            ; phishing, bec, newsletter, transactional
@@ -38,6 +39,7 @@
 
 struct config {
     char kv_uri[CONFIG_MAX_VALUE];
+    char db_uri[CONFIG_MAX_VALUE];
     unsigned bayes_min_learns;
     unsigned bayes_min_learns_class;
     bool bayes_per_tenant;

@@ -38,7 +38,15 @@ void report_text(struct buf *out, const struct scan_result *r)
     }
     buf_append_str(out, "---\n");
     buf_printf(out, "Total: %.2f\n", r->score);
-    buf_printf(out, "Action: %s\n", scan_action_name(r->action));
+    /* Whose thresholds decided: with several recipients it may not be the first one's. */
+    if (r->decided_by && strcmp(r->decided_by, "default") != 0)
+        buf_printf(out, "Action: %s (thresholds of %s: %.2f / %.2f / %.2f)\n",
+                   scan_action_name(r->action), r->decided_by, r->thresholds.tag,
+                   r->thresholds.quarantine, r->thresholds.reject);
+    else
+        buf_printf(out, "Action: %s (default thresholds: %.2f / %.2f / %.2f)\n",
+                   scan_action_name(r->action), r->thresholds.tag, r->thresholds.quarantine,
+                   r->thresholds.reject);
 }
 
 static void report_json_number(struct buf *out, double v)

@@ -12,10 +12,14 @@
 const char *scan_action_name(enum scan_action action)
 {
     switch (action) {
-    case ACTION_DELIVER: return "deliver";
-    case ACTION_TAG: return "tag";
-    case ACTION_QUARANTINE: return "quarantine";
-    case ACTION_REJECT: return "reject";
+    case ACTION_DELIVER:
+        return "deliver";
+    case ACTION_TAG:
+        return "tag";
+    case ACTION_QUARANTINE:
+        return "quarantine";
+    case ACTION_REJECT:
+        return "reject";
     }
     return "deliver";
 }
@@ -105,7 +109,8 @@ void result_finish(struct scan_result *r, const struct thresholds *t, const char
     double total = 0;
     size_t i;
 
-    for (i = 0; i < r->n_hits; i++) total += r->hits[i].score;
+    for (i = 0; i < r->n_hits; i++)
+        total += r->hits[i].score;
     /* Keep the report free of -0.00 and of float dust such as 5.9999999. */
     r->score = round(total * 100.0) / 100.0 + 0.0;
     if (r->n_hits > 1)
@@ -113,4 +118,12 @@ void result_finish(struct scan_result *r, const struct thresholds *t, const char
     if (t) r->thresholds = *t;
     if (decided_by) r->decided_by = decided_by;
     r->action = thresholds_action(&r->thresholds, r->score);
+}
+
+void result_set_action(struct scan_result *r, enum scan_action action, const struct thresholds *t,
+                       const char *decided_by)
+{
+    r->action = action;
+    r->thresholds = *t;
+    r->decided_by = decided_by;
 }

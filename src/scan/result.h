@@ -52,7 +52,9 @@ struct scan_result {
     double score;
     enum scan_action action;
     struct thresholds thresholds;
-    const char *decided_by; /* whose thresholds applied, e.g. "default" */
+    const char *decided_by; /* whose thresholds applied: a recipient, or "default" */
+    const char *subject_prefix; /* the decider's subject tag for ACTION_TAG ("" for none) */
+    bool add_report_header;     /* the decider wants X-Spam-Report added */
     bool bayes_ready;       /* the statistical classifier had enough to decide */
     double bayes_p_spam;    /* its spam probability (0..1) when bayes_ready */
 };
@@ -74,5 +76,9 @@ void result_add(struct scan_result *r, int id, double weight, const char *option
 const struct symbol_hit *result_find(const struct scan_result *r, int id);
 /* Sums, sorts (largest |score| first, then by name) and picks the action. */
 void result_finish(struct scan_result *r, const struct thresholds *t, const char *decided_by);
+/* Overrides the action result_finish() picked, when the recipients' settings decide it
+ * (several recipients can outvote one's own thresholds). Strings must live as long as r. */
+void result_set_action(struct scan_result *r, enum scan_action action, const struct thresholds *t,
+                       const char *decided_by);
 
 #endif

@@ -14,7 +14,9 @@
 #include "core/file.h"
 #include "core/log.h"
 #include "core/xalloc.h"
+#include "scan/settings.h"
 #include "stat/bayes.h"
+#include "store/db.h"
 #include "store/kv.h"
 #include "text/features.h"
 
@@ -35,6 +37,7 @@ struct scanner {
     struct reputation_ids reputation;
     struct reputation_config reputation_cfg;
     struct allowlist *allow;
+    struct settings_cache *settings;
 };
 
 struct scan_worker {
@@ -44,6 +47,7 @@ struct scan_worker {
     time_t next_open_attempt;
     struct rule_scratch *rule_scratch;
     bool record_verdicts; /* feed reputation with this worker's verdicts (the daemon does) */
+    struct settings_ref settings_ref;
 };
 
 /*
@@ -71,6 +75,17 @@ static void scanner_load_rules(struct scanner *s)
              st.rules, st.disabled, st.hyperscan, st.pcre2, st.failed, st.metas);
 }
 
+/* Thresholds per domain and address from the records database; the defaults if it cannot
+ * be read (logged), so scanning never stops for it. */
+static void scanner_load_settings(struct scanner *s)
+{
+    struct db *db = NULL;
+    if (db_open(s->cfg.db_uri, &db) != DB_OK || settings_cache_reload(s->settings, db) != 0)
+        log_warn("msg=\"settings not loaded; default thresholds apply\" db=%s reason=\"%s\"",
+                 s->cfg.db_uri, err_msg());
+    db_close(db);
+}
+
 struct scanner *scanner_new(const struct config *cfg)
 {
     struct scanner *s = xcalloc(1, sizeof *s);
@@ -94,6 +109,8 @@ struct scanner *scanner_new(const struct config *cfg)
         s->allow = allowlist_parse(NULL);
     }
     scanner_load_rules(s);
+    s->settings = settings_cache_new();
+    scanner_load_settings(s);
     return s;
 }
 
@@ -103,6 +120,7 @@ void scanner_free(struct scanner *s)
     rule_engine_free(s->engine);
     rules_free(s->rules);
     allowlist_free(s->allow);
+    settings_cache_free(s->settings);
     symbols_free(s->symbols);
     free(s);
 }
@@ -136,6 +154,7 @@ void scan_worker_free(struct scan_worker *w)
     bayes_free(w->bayes);
     kv_close(w->kv);
     rule_scratch_free(w->rule_scratch);
+    settings_ref_drop(w->scanner->settings, &w->settings_ref);
     free(w);
 }
 
@@ -176,6 +195,24 @@ static const char *scan_tenant(const struct message *m)
     if (m->env.n_rcpt == 0 || m->env.rcpt[0] == NULL) return NULL;
     at = strrchr(m->env.rcpt[0], '@');
     return at && at[1] ? at + 1 : NULL;
+}
+
+/*
+ * The action by the recipients' thresholds (settings.h says how several
+ * recipients decide together), and the decider's tagging preferences.
+ */
+static void scan_decide(const struct scanner *s, struct scan_worker *w, struct scan *sc)
+{
+    const struct message *m = sc->message;
+    const struct settings *st = settings_cache_pin(s->settings, &w->settings_ref);
+    struct settings_decision d;
+
+    settings_action_for_recipients(st, sc->result.score, m->env.rcpt, m->env.n_rcpt, &d);
+    /* decided_by is one of m's recipients (arena) or a literal; the settings strings belong to
+     * the snapshot, which may be replaced before the caller is done: copy them. */
+    result_set_action(&sc->result, d.action, &d.thresholds, d.decided_by);
+    sc->result.subject_prefix = arena_strdup(m->arena, d.settings->subject_prefix);
+    sc->result.add_report_header = d.settings->add_report_header;
 }
 
 /*
@@ -232,8 +269,9 @@ struct scan *scan_message(struct scan_worker *w, const char *data, size_t len,
     /* Rules last: their metas may combine the symbols above. */
     rule_engine_scan(s->engine, w->rule_scratch, m, data, len, &sc->result);
     result_finish(&sc->result, &t, "default");
+    scan_decide(s, w, sc);
     if (s->cfg.reputation_enabled && w->record_verdicts && bayes)
-        scan_record_verdict(s, w, sc, &ents, now, &t);
+        scan_record_verdict(s, w, sc, &ents, now, &sc->result.thresholds);
 
     if (bayes && s->cfg.autolearn && rc == 0) {
         /* Autolearn never overrides an operator's label: only unlearned mail is taught. */

@@ -48,13 +48,24 @@ static void test_text_report_lines(void **state)
     struct fixture *f = *state;
     struct buf out = {0};
     report_text(&out, &f->r);
-    assert_string_equal(out.data,
-                        "BAYES_HAM     -3.00  Bayes: looks like ham  [0.02]\n"
-                        "ZERO_FONT      2.00  Hidden text  [31 hidden \"chars\"]\n"
-                        "RCVD_COUNT_3   0.00  Three hops\n"
-                        "---\n"
-                        "Total: -1.00\n"
-                        "Action: deliver\n");
+    assert_string_equal(out.data, "BAYES_HAM     -3.00  Bayes: looks like ham  [0.02]\n"
+                                  "ZERO_FONT      2.00  Hidden text  [31 hidden \"chars\"]\n"
+                                  "RCVD_COUNT_3   0.00  Three hops\n"
+                                  "---\n"
+                                  "Total: -1.00\n"
+                                  "Action: deliver (default thresholds: 6.00 / 12.00 / 18.00)\n");
+    buf_free(&out);
+}
+
+static void test_text_report_names_the_deciding_recipient(void **state)
+{
+    struct fixture *f = *state;
+    struct buf out = {0};
+    struct thresholds t = {2.0, 4.0, 5.0};
+    result_set_action(&f->r, ACTION_QUARANTINE, &t, "bob@example.net");
+    report_text(&out, &f->r);
+    assert_non_null(strstr(out.data, "Action: quarantine (thresholds of bob@example.net: 2.00 / "
+                                     "4.00 / 5.00)\n"));
     buf_free(&out);
 }
 
@@ -76,9 +87,9 @@ static void test_json_report_parses_and_matches(void **state)
     assert_int_equal(json_array_size(syms), 3);
     assert_string_equal(json_string_value(json_object_get(json_array_get(syms, 1), "name")),
                         "ZERO_FONT");
-    assert_string_equal(json_string_value(json_array_get(
-                            json_object_get(json_array_get(syms, 1), "options"), 0)),
-                        "31 hidden \"chars\"");
+    assert_string_equal(
+        json_string_value(json_array_get(json_object_get(json_array_get(syms, 1), "options"), 0)),
+        "31 hidden \"chars\"");
     json_decref(root);
     buf_free(&out);
 }
@@ -88,6 +99,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_text_report_lines),
         cmocka_unit_test(test_json_report_parses_and_matches),
+        /* Last: it changes the shared result's action. */
+        cmocka_unit_test(test_text_report_names_the_deciding_recipient),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

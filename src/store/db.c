@@ -1,0 +1,196 @@
+/*
+ * db - the front of the records store: picks a backend from the URI and
+ * checks every argument once so backends need not. See db.h.
+ *
+ * URIs: "sqlite:PATH[?opts]" goes to db_sqlite.c (after creating PATH's
+ * directory, so the embedded default just works); "postgresql://" and
+ * "postgres://" are recognised and refused until that backend exists;
+ * anything else is DB_ERR with the forms we accept.
+ */
+#include "store/db.h"
+#include "store/db_backend.h"
+#include "core/buf.h"
+#include "core/file.h"
+#include "core/log.h"
+#include "core/utf8.h"
+#include "core/xalloc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct db {
+    const struct db_ops *ops;
+    void *state; /* owned by ops; freed by ops->close */
+};
+
+int db_open(const char *uri, struct db **out)
+{
+    const struct db_ops *ops;
+    const char *spec;
+    void *state = NULL;
+    int rc;
+
+    *out = NULL;
+    if (uri == NULL || *uri == '\0') {
+        err_set("db: empty database URI");
+        return DB_ERR;
+    }
+    if (strncmp(uri, "sqlite:", 7) == 0) {
+        char path[4096];
+        ops = &db_sqlite_ops;
+        spec = uri + 7;
+        snprintf(path, sizeof path, "%.*s", (int)strcspn(spec, "?"), spec);
+        if (path[0] == '\0') {
+            err_set("db: no file name in \"%.100s\"", uri);
+            return DB_ERR;
+        }
+        if (file_mkdir_parents(path) != 0) return DB_ERR;
+    } else if (strncmp(uri, "postgresql://", 13) == 0 || strncmp(uri, "postgres://", 11) == 0) {
+        err_set("db: the PostgreSQL backend is not available in this build (\"%.100s\")", uri);
+        return DB_ERR;
+    } else {
+        err_set("db: unknown database URI \"%.100s\" (expected sqlite:PATH)", uri);
+        return DB_ERR;
+    }
+    rc = ops->open(spec, &state);
+    if (rc != DB_OK) return rc;
+    *out = xmalloc(sizeof **out);
+    (*out)->ops = ops;
+    (*out)->state = state;
+    return DB_OK;
+}
+
+void db_close(struct db *db)
+{
+    if (db == NULL) return;
+    db->ops->close(db->state);
+    free(db);
+}
+
+const char *db_backend_name(const struct db *db)
+{
+    return db->ops->name;
+}
+
+int db_schema_version(struct db *db, int *version)
+{
+    *version = 0;
+    return db->ops->schema_version(db->state, version);
+}
+
+/* 0 if s is usable text of 1..max bytes (empty_ok: 0..max); else -1 with err_set naming what. */
+static int db_check_text(const char *what, const char *s, size_t max, bool empty_ok)
+{
+    size_t len, i;
+    if (s == NULL || (*s == '\0' && !empty_ok)) {
+        err_set("db: empty %s", what);
+        return -1;
+    }
+    len = strnlen(s, max + 1);
+    if (len > max) {
+        err_set("db: %s \"%.40s...\" longer than %zu bytes", what, s, max);
+        return -1;
+    }
+    if (!utf8_valid(s, len)) {
+        err_set("db: %s is not valid UTF-8", what);
+        return -1;
+    }
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f) {
+            err_set("db: %s contains a control character", what);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int db_check_scope_key(const char *scope, const char *key)
+{
+    if (db_check_text("scope", scope, DB_MAX_SCOPE, false) != 0) return -1;
+    return db_check_text("key", key, DB_MAX_KEY, false);
+}
+
+int db_setting_get(struct db *db, const char *scope, const char *key, struct buf *value,
+                   int64_t *updated_at, bool *found)
+{
+    int64_t ignored;
+    *found = false;
+    if (db_check_scope_key(scope, key) != 0) return DB_ERR;
+    return db->ops->setting_get(db->state, scope, key, value, updated_at ? updated_at : &ignored,
+                                found);
+}
+
+int db_setting_list(struct db *db, const char *scope, struct db_setting_list *out,
+                    int64_t *generation)
+{
+    int64_t ignored;
+    memset(out, 0, sizeof *out);
+    if (scope && db_check_text("scope", scope, DB_MAX_SCOPE, false) != 0) return DB_ERR;
+    return db->ops->setting_list(db->state, scope, out, generation ? generation : &ignored);
+}
+
+void db_setting_list_free(struct db_setting_list *list)
+{
+    size_t i;
+    if (list == NULL) return;
+    for (i = 0; i < list->n; i++) {
+        free(list->items[i].scope);
+        free(list->items[i].key);
+        free(list->items[i].value);
+    }
+    free(list->items);
+    list->items = NULL;
+    list->n = 0;
+}
+
+int db_settings_write(struct db *db, const struct db_setting_change *changes, size_t n,
+                      int64_t expect_generation)
+{
+    size_t i;
+    if (n == 0) {
+        err_set("db: a settings write with no changes");
+        return DB_ERR;
+    }
+    for (i = 0; i < n; i++) {
+        if (db_check_scope_key(changes[i].scope, changes[i].key) != 0) return DB_ERR;
+        /* An empty value is a value (e.g. "no subject prefix"); NULL deletes. */
+        if (changes[i].value && db_check_text("value", changes[i].value, DB_MAX_VALUE, true) != 0)
+            return DB_ERR;
+    }
+    return db->ops->settings_write(db->state, changes, n, expect_generation, (int64_t)time(NULL));
+}
+
+int db_setting_set(struct db *db, const char *scope, const char *key, const char *value)
+{
+    struct db_setting_change c = {scope, key, value};
+    if (value == NULL) {
+        err_set("db: no value to set for %.100s %.64s", scope ? scope : "", key ? key : "");
+        return DB_ERR;
+    }
+    return db_settings_write(db, &c, 1, -1);
+}
+
+int db_setting_delete(struct db *db, const char *scope, const char *key, bool *existed)
+{
+    struct db_setting_change c = {scope, key, NULL};
+    struct buf ignored = {0};
+    bool found = false;
+    int rc;
+
+    /* existed is informational (for messages), so reading it outside the write is fine. */
+    rc = db_setting_get(db, scope, key, &ignored, NULL, &found);
+    buf_free(&ignored);
+    if (existed) *existed = found;
+    if (rc != DB_OK) return rc;
+    if (!found) return DB_OK;
+    return db_settings_write(db, &c, 1, -1);
+}
+
+int db_settings_generation(struct db *db, int64_t *generation)
+{
+    *generation = 0;
+    return db->ops->settings_generation(db->state, generation);
+}
