@@ -14,6 +14,7 @@
  * could not be read or learned (each gets a one-line error naming it on
  * stderr, and the others are still processed).
  */
+#include "checks/auth.h"
 #include "checks/regex.h"
 #include "checks/rule_engine.h"
 #include "checks/rules.h"
@@ -578,6 +579,7 @@ int main(int argc, char **argv)
         usage(stderr);
         status = EXIT_USAGE;
     }
+    auth_library_shutdown();
     message_library_shutdown();
     return status;
 }

@@ -37,6 +37,11 @@ void config_defaults(struct config *cfg)
     snprintf(cfg->rules_paths, sizeof cfg->rules_paths, "%s", MXW_DEFAULT_RULES_DIR);
     cfg->rules_score_set = 2;
     snprintf(cfg->rules_cache_dir, sizeof cfg->rules_cache_dir, "var/cache");
+    cfg->auth_enabled = true;
+    cfg->dns_port = 53;
+    cfg->dns_timeout_ms = 2000;
+    cfg->dns_cache_entries = 4096;
+    cfg->dns_budget_ms = 3000;
     cfg->reputation_enabled = true;
     cfg->reputation_min_volume = 5;
     cfg->reputation_full_volume = 100;
@@ -114,6 +119,18 @@ static int config_handler(void *user, const char *section, const char *name, con
         rc = config_unsigned(value, &c->rules_score_set) || c->rules_score_set > 3 ? -1 : 0;
     else if (!strcmp(section, "rules") && !strcmp(name, "cache_dir"))
         rc = config_string(value, c->rules_cache_dir);
+    else if (!strcmp(section, "auth") && !strcmp(name, "enabled"))
+        rc = config_bool(value, &c->auth_enabled);
+    else if (!strcmp(section, "dns") && !strcmp(name, "server"))
+        rc = strlen(value) < sizeof c->dns_server ? (strcpy(c->dns_server, value), 0) : -1;
+    else if (!strcmp(section, "dns") && !strcmp(name, "port"))
+        rc = config_unsigned(value, &c->dns_port) || c->dns_port > 65535;
+    else if (!strcmp(section, "dns") && !strcmp(name, "timeout_ms"))
+        rc = config_unsigned(value, &c->dns_timeout_ms) || c->dns_timeout_ms == 0;
+    else if (!strcmp(section, "dns") && !strcmp(name, "cache_entries"))
+        rc = config_unsigned(value, &c->dns_cache_entries);
+    else if (!strcmp(section, "dns") && !strcmp(name, "budget_ms"))
+        rc = config_unsigned(value, &c->dns_budget_ms) || c->dns_budget_ms == 0;
     else if (!strcmp(section, "reputation") && !strcmp(name, "enabled"))
         rc = config_bool(value, &c->reputation_enabled);
     else if (!strcmp(section, "reputation") && !strcmp(name, "min_volume"))

@@ -22,6 +22,14 @@
  *                                    ; Default: the rules/ directory mxwarden was built with
  *   score_set = 2                    ; SpamAssassin score set: 0 plain, 1 +net, 2 +Bayes, 3 both
  *   cache_dir = var/cache            ; compiled regex databases
+ *   [auth]
+ *   enabled = yes                    ; SPF, DKIM and DMARC (needs DNS)
+ *   [dns]
+ *   server =                         ; resolver address; empty: those of /etc/resolv.conf
+ *   port = 53
+ *   timeout_ms = 2000                ; per query
+ *   cache_entries = 4096             ; per scanning thread
+ *   budget_ms = 3000                 ; all DNS of one scan together
  *   [reputation]
  *   enabled = yes
  *   min_volume = 5                   ; verdicts in 24 h before an entity scores
@@ -49,6 +57,12 @@ struct config {
     char rules_paths[CONFIG_MAX_VALUE];
     unsigned rules_score_set;
     char rules_cache_dir[CONFIG_MAX_VALUE];
+    bool auth_enabled;
+    char dns_server[64];
+    unsigned dns_port;
+    unsigned dns_timeout_ms;
+    unsigned dns_cache_entries;
+    unsigned dns_budget_ms;
     bool reputation_enabled;
     unsigned reputation_min_volume;
     unsigned reputation_full_volume;

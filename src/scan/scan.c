@@ -4,6 +4,7 @@
 #include "scan/scan.h"
 #include "checks/allowlist.h"
 #include "checks/bayes_check.h"
+#include "checks/dns.h"
 #include "checks/reputation.h"
 #include "checks/rule_engine.h"
 #include "checks/rules.h"
@@ -38,6 +39,7 @@ struct scanner {
     struct reputation_config reputation_cfg;
     struct allowlist *allow;
     struct settings_cache *settings;
+    struct auth_ids auth;
 };
 
 struct scan_worker {
@@ -48,6 +50,7 @@ struct scan_worker {
     struct rule_scratch *rule_scratch;
     bool record_verdicts; /* feed reputation with this worker's verdicts (the daemon does) */
     struct settings_ref settings_ref;
+    struct dns_resolver *dns; /* NULL when auth is off or the resolver could not start */
 };
 
 /*
@@ -96,6 +99,7 @@ struct scanner *scanner_new(const struct config *cfg)
     s->symbols = symbols_new();
     structure_register(s->symbols, &s->structure);
     bayes_check_register(s->symbols, &s->bayes);
+    auth_register(s->symbols, &s->auth);
     reputation_register(s->symbols, &s->reputation);
     s->reputation_cfg = reputation_config_default();
     s->reputation_cfg.min_volume = s->cfg.reputation_min_volume;
@@ -145,6 +149,17 @@ struct scan_worker *scan_worker_new(const struct scanner *s)
     struct scan_worker *w = xcalloc(1, sizeof *w);
     w->scanner = s;
     w->rule_scratch = rule_scratch_new(s->engine);
+    if (s->cfg.auth_enabled) {
+        struct dns_config dc = {.port = (int)s->cfg.dns_port,
+                                .timeout_ms = s->cfg.dns_timeout_ms,
+                                .cache_entries = s->cfg.dns_cache_entries};
+        snprintf(dc.server, sizeof dc.server, "%s", s->cfg.dns_server);
+        w->dns = dns_resolver_new(&dc);
+        if (w->dns == NULL)
+            log_error("msg=\"DNS resolver not started; SPF, DKIM and DMARC are off\" "
+                      "reason=\"%s\"",
+                      err_msg());
+    }
     return w;
 }
 
@@ -154,6 +169,7 @@ void scan_worker_free(struct scan_worker *w)
     bayes_free(w->bayes);
     kv_close(w->kv);
     rule_scratch_free(w->rule_scratch);
+    dns_resolver_free(w->dns);
     settings_ref_drop(w->scanner->settings, &w->settings_ref);
     free(w);
 }
@@ -254,6 +270,10 @@ struct scan *scan_message(struct scan_worker *w, const char *data, size_t len,
     sc->message = m;
     result_init(&sc->result, m->arena, s->symbols);
     structure_check(&s->structure, m, &sc->result);
+    if (w->dns) {
+        dns_begin_scan(w->dns, s->cfg.dns_budget_ms);
+        auth_check(&s->auth, w->dns, m, data, len, &sc->result, &sc->auth);
+    }
     features_extract(m->arena, m, &f, NULL, NULL);
     if (bayes) rc = bayes_classify(bayes, &f, scan_tenant(m), &br);
     bayes_check_symbols(&s->bayes, rc, &br, &sc->result);

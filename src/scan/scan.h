@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "checks/auth.h"
 #include "message/message.h"
 #include "scan/result.h"
 
@@ -46,6 +47,7 @@ struct bayes *scan_worker_bayes(struct scan_worker *w);
 struct scan {
     struct message *message; /* the parsed message, owned by the scan */
     struct scan_result result;
+    struct auth_results auth; /* SPF/DKIM/DMARC outcome (all "not checked" when auth is off) */
 };
 
 /*

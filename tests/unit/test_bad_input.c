@@ -98,7 +98,8 @@ static void test_nul_bytes_everywhere(void **state)
 
 static void test_8bit_and_invalid_utf8_headers(void **state)
 {
-    struct scan *sc = scan_str("Subject: Gr\xFC\xDF" "e \xFF\xFE invalid \xC3\x28\n"
+    struct scan *sc = scan_str("Subject: Gr\xFC\xDF"
+                               "e \xFF\xFE invalid \xC3\x28\n"
                                "From: \"M\xFCller\" <m@example.com>\n\nbody\n");
     (void)state;
     assert_non_null(sc->message->subject);
@@ -137,7 +138,8 @@ static void test_one_megabyte_lines(void **state)
     memset(data + len, 'w', n);
     len += n;
     data[len++] = '\n';
-    for (size_t i = 0; i < n; i++) data[len++] = (i % 7) ? 'a' : ' ';
+    for (size_t i = 0; i < n; i++)
+        data[len++] = (i % 7) ? 'a' : ' ';
     scan_free(scan_bytes(data, len));
     free(data);
 }
@@ -150,7 +152,8 @@ static void test_large_message_is_bounded(void **state)
     struct scan *sc;
     (void)state;
     len = (size_t)sprintf(data, "Subject: big\nContent-Type: text/plain\n\n");
-    while (len + 64 < n) len += (size_t)sprintf(data + len, "a perfectly ordinary line %zu\n", len);
+    while (len + 64 < n)
+        len += (size_t)sprintf(data + len, "a perfectly ordinary line %zu\n", len);
     sc = scan_bytes(data, len);
     assert_true(sc->message->parts[0].flags & PART_F_TRUNCATED);
     assert_true(sc->message->texts[0].len <= MSG_MAX_TEXT_BYTES);
@@ -160,11 +163,12 @@ static void test_large_message_is_bounded(void **state)
 
 static void test_broken_and_truncated_base64_and_qp(void **state)
 {
-    struct scan *sc = scan_str("Content-Type: multipart/mixed; boundary=B\n\n"
-                               "--B\nContent-Transfer-Encoding: base64\n\nSGVsbG8*&^%$#@!\nSGV\n"
-                               "--B\nContent-Transfer-Encoding: quoted-printable\n\nbad =ZZ =\n=4\n"
-                               "--B\nContent-Type: application/pdf\nContent-Transfer-Encoding: base64\n\n"
-                               "JVBERi0xLjQK!!!\n--B--\n");
+    struct scan *sc =
+        scan_str("Content-Type: multipart/mixed; boundary=B\n\n"
+                 "--B\nContent-Transfer-Encoding: base64\n\nSGVsbG8*&^%$#@!\nSGV\n"
+                 "--B\nContent-Transfer-Encoding: quoted-printable\n\nbad =ZZ =\n=4\n"
+                 "--B\nContent-Type: application/pdf\nContent-Transfer-Encoding: base64\n\n"
+                 "JVBERi0xLjQK!!!\n--B--\n");
     (void)state;
     assert_true(sc->message->flags & MSG_F_MIME_BAD);
     assert_true(has_symbol(sc, "MIME_BAD"));
@@ -192,7 +196,8 @@ static void test_ten_thousand_parts(void **state)
     int i;
     (void)state;
     buf_append_str(&b, "Content-Type: multipart/mixed; boundary=P\n\n");
-    for (i = 0; i < 10000; i++) buf_printf(&b, "--P\nContent-Type: text/plain\n\npart %d\n", i);
+    for (i = 0; i < 10000; i++)
+        buf_printf(&b, "--P\nContent-Type: text/plain\n\npart %d\n", i);
     buf_append_str(&b, "--P--\n");
     sc = scan_bytes(b.data, b.len);
     assert_int_equal(sc->message->n_parts, MSG_MAX_PARTS);
@@ -212,7 +217,8 @@ static void test_nesting_a_thousand_deep(void **state)
     for (i = 0; i < 1000; i++)
         buf_printf(&b, "Content-Type: multipart/mixed; boundary=L%d\n\n--L%d\n", i, i);
     buf_append_str(&b, "Content-Type: text/plain\n\ninnermost\n");
-    for (i = 999; i >= 0; i--) buf_printf(&b, "--L%d--\n", i);
+    for (i = 999; i >= 0; i--)
+        buf_printf(&b, "--L%d--\n", i);
     sc = scan_bytes(b.data, b.len);
     assert_true(sc->message->flags & MSG_F_MIME_BAD);
     for (i = 0; (size_t)i < sc->message->n_parts; i++)
@@ -239,7 +245,8 @@ static void test_html_unclosed_tags_100000_deep(void **state)
     int i;
     (void)state;
     buf_append_str(&b, "Content-Type: text/html\n\n<html><body>");
-    for (i = 0; i < 100000; i++) buf_append_str(&b, "<div><span>");
+    for (i = 0; i < 100000; i++)
+        buf_append_str(&b, "<div><span>");
     buf_append_str(&b, "deep text");
     sc = scan_bytes(b.data, b.len);
     assert_true(sc->message->flags & MSG_F_HTML_ONLY);
@@ -250,14 +257,14 @@ static void test_html_unclosed_tags_100000_deep(void **state)
 
 static void test_hostile_urls(void **state)
 {
-    struct scan *sc = scan_str(
-        "Content-Type: text/html; charset=utf-8\n\n"
-        "<a href=\"http://www.paypal.com@evil.example/x\">www.paypal.com</a>"
-        "<a href=\"http://3232235777/\">x</a><a href=\"http://0xC0.0xA8.1.1/\">y</a>"
-        "<a href=\"http://%65vil.example/\">z</a>"
-        "<a href=\"http://p\xD0\xB0ypal.com/\">p\xD0\xB0ypal.com</a>"
-        "<a href=\"http://[::1\">broken</a><a href=\"javascript:alert(1)\">js</a>"
-        "<a href=\"http://\">empty</a><a href=\"http:////a..b:99999/\">odd</a>");
+    struct scan *sc =
+        scan_str("Content-Type: text/html; charset=utf-8\n\n"
+                 "<a href=\"http://www.paypal.com@evil.example/x\">www.paypal.com</a>"
+                 "<a href=\"http://3232235777/\">x</a><a href=\"http://0xC0.0xA8.1.1/\">y</a>"
+                 "<a href=\"http://%65vil.example/\">z</a>"
+                 "<a href=\"http://p\xD0\xB0ypal.com/\">p\xD0\xB0ypal.com</a>"
+                 "<a href=\"http://[::1\">broken</a><a href=\"javascript:alert(1)\">js</a>"
+                 "<a href=\"http://\">empty</a><a href=\"http:////a..b:99999/\">odd</a>");
     const struct message *m = sc->message;
     int userinfo = 0, numeric = 0, idn = 0;
     (void)state;
@@ -300,6 +307,7 @@ int main(void)
     close(fd);
     unlink(store);
     config_defaults(&cfg);
+    cfg.auth_enabled = false; /* no DNS here; test_auth covers it on a local server */
     snprintf(cfg.kv_uri, sizeof cfg.kv_uri, "lmdb:%s", store);
     message_library_init();
     scanner = scanner_new(&cfg);
