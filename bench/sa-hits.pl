@@ -5,6 +5,8 @@
 #   LIST: one path per line. OUT: one line per message, "PATH<TAB>RULE,RULE,..."
 #   (the scored rules that hit; sub-rules are never listed by SpamAssassin).
 # Timing: the last line on stderr is "sa-hits: N messages in S seconds".
+# SA_BAYES_DB=PATH: use the Bayes database at PATH (trained beforehand with
+# sa-learn --dbpath PATH), as a trained spamd would; default Bayes off.
 use strict;
 use warnings;
 use Mail::SpamAssassin;
@@ -25,7 +27,10 @@ my $sa = Mail::SpamAssassin->new({
     home_dir_for_helpers => $work,
     local_tests_only     => 1,
     dont_copy_prefs      => 1,
-    post_config_text     => "use_bayes 0\nuse_auto_whitelist 0\nbayes_auto_learn 0\n",
+    post_config_text     => ($ENV{SA_BAYES_DB}
+                             ? "use_bayes 1\nbayes_path $ENV{SA_BAYES_DB}/bayes\n"
+                             : "use_bayes 0\n")
+                            . "use_auto_whitelist 0\nbayes_auto_learn 0\n",
 });
 $sa->compile_now(0);
 my ($n, $t0) = (0, time);
