@@ -62,6 +62,8 @@ struct regex_entry {
     char *hs_expr;    /* pattern as given to Hyperscan ((?x) prefixed if extended) */
     pcre2_code *code; /* always compiled; JIT only when !in_hs */
     bool in_hs;       /* in the Hyperscan database */
+    bool in_pf;       /* not in_hs, but in the prefilter database (HS_FLAG_PREFILTER) */
+    bool classified;  /* in_hs is known (asking Hyperscan is slow: done only when needed) */
 };
 
 struct regex_builder {
@@ -76,7 +78,9 @@ struct regex_set {
     size_t *pcre2_only; /* indices of entries not in the database */
     size_t pcre2_only_count;
     size_t hs_count;
-    hs_database_t *db; /* NULL when no pattern is in Hyperscan */
+    hs_database_t *db;    /* NULL when no pattern is in Hyperscan */
+    hs_database_t *pf_db; /* prefilters of PCRE2 patterns; NULL when none */
+    size_t pf_count;
     bool from_cache;
 };
 
@@ -88,6 +92,7 @@ struct regex_scratch {
     size_t *hits; /* entry indices Hyperscan reported in the current scan */
     size_t hit_count;
     size_t hit_cap;
+    unsigned char *pf_hit; /* per entry: its prefilter matched in the current scan */
 };
 
 static unsigned hs_flags_for(unsigned flags)
@@ -171,7 +176,12 @@ int regex_builder_add(struct regex_builder *b, unsigned id, const char *pattern,
     } else {
         e.hs_expr = xstrdup(pattern);
     }
-    e.in_hs = hyperscan_accepts(e.hs_expr, hs_flags_for(flags));
+    /* Whether Hyperscan takes it is asked now only if the caller wants to know; otherwise
+     * at build time, and only if the disk cache does not already say. */
+    if (engine) {
+        e.in_hs = hyperscan_accepts(e.hs_expr, hs_flags_for(flags));
+        e.classified = true;
+    }
 
     if (b->count == b->cap) {
         b->cap = b->cap ? b->cap * 2 : 64;
@@ -180,6 +190,11 @@ int regex_builder_add(struct regex_builder *b, unsigned id, const char *pattern,
     b->entries[b->count++] = e;
     if (engine) *engine = e.in_hs ? REGEX_ENGINE_HYPERSCAN : REGEX_ENGINE_PCRE2;
     return 0;
+}
+
+static bool *entry_mark(struct regex_entry *e, bool prefilter)
+{
+    return prefilter ? &e->in_pf : &e->in_hs;
 }
 
 static uint64_t entries_hash(const struct regex_entry *entries, size_t count)
@@ -200,10 +215,11 @@ static uint64_t entries_hash(const struct regex_entry *entries, size_t count)
     return h;
 }
 
-static char *cache_path(const char *cache_dir, uint64_t hash)
+static char *cache_path(const char *cache_dir, uint64_t hash, bool prefilter)
 {
     struct buf p = {0};
-    buf_printf(&p, "%s/regex-%016llx.hsdb", cache_dir, (unsigned long long)hash);
+    buf_printf(&p, "%s/regex-%016llx%s.hsdb", cache_dir, (unsigned long long)hash,
+               prefilter ? "-prefilter" : "");
     return buf_release(&p);
 }
 
@@ -213,7 +229,7 @@ static char *cache_path(const char *cache_dir, uint64_t hash)
  * does not fit; a bad file is only worth a warning, the caller recompiles.
  */
 static hs_database_t *cache_load(const char *path, uint64_t hash, struct regex_entry *entries,
-                                 size_t count)
+                                 size_t count, bool prefilter)
 {
     if (access(path, R_OK) != 0) return NULL;
     char *data;
@@ -236,7 +252,7 @@ static hs_database_t *cache_load(const char *path, uint64_t hash, struct regex_e
         goto bad;
     }
     for (size_t i = 0; i < count; i++)
-        entries[i].in_hs = data[head + i] == 1;
+        *entry_mark(&entries[i], prefilter) = data[head + i] == 1;
     free(data);
     return db;
 bad:
@@ -246,8 +262,8 @@ bad:
 }
 
 /* Writes the cache file via a temporary file and rename, so readers never see half of it. */
-static void cache_store(const char *path, uint64_t hash, const struct regex_entry *entries,
-                        size_t count, const hs_database_t *db)
+static void cache_store(const char *path, uint64_t hash, struct regex_entry *entries, size_t count,
+                        const hs_database_t *db, bool prefilter)
 {
     char *ser = NULL;
     size_t ser_len = 0;
@@ -275,7 +291,7 @@ static void cache_store(const char *path, uint64_t hash, const struct regex_entr
     bool ok =
         fwrite(CACHE_MAGIC, 1, 8, f) == 8 && fwrite(&h, 8, 1, f) == 1 && fwrite(&n, 8, 1, f) == 1;
     for (size_t i = 0; ok && i < count; i++)
-        ok = fputc(entries[i].in_hs ? 1 : 0, f) != EOF;
+        ok = fputc(*entry_mark(&entries[i], prefilter) ? 1 : 0, f) != EOF;
     ok = ok && fwrite(ser, 1, ser_len, f) == ser_len;
     ok = (fclose(f) == 0) && ok;
     if (!ok || rename(tmp.data, path) != 0) {
@@ -293,7 +309,7 @@ out:
  * failure not tied to one expression moves them all. Returns NULL if none is
  * left for Hyperscan.
  */
-static hs_database_t *hyperscan_compile(struct regex_entry *entries, size_t count)
+static hs_database_t *hyperscan_compile(struct regex_entry *entries, size_t count, bool prefilter)
 {
     const char **exprs = xmalloc((count ? count : 1) * sizeof(*exprs));
     unsigned *flags = xmalloc((count ? count : 1) * sizeof(*flags));
@@ -302,9 +318,9 @@ static hs_database_t *hyperscan_compile(struct regex_entry *entries, size_t coun
     for (;;) {
         unsigned n = 0;
         for (size_t i = 0; i < count; i++) {
-            if (!entries[i].in_hs) continue;
+            if (!*entry_mark(&entries[i], prefilter)) continue;
             exprs[n] = entries[i].hs_expr;
-            flags[n] = hs_flags_for(entries[i].flags);
+            flags[n] = hs_flags_for(entries[i].flags) | (prefilter ? HS_FLAG_PREFILTER : 0);
             ids[n] = (unsigned)i; /* Hyperscan ids are entry indices */
             n++;
         }
@@ -315,18 +331,67 @@ static hs_database_t *hyperscan_compile(struct regex_entry *entries, size_t coun
         db = NULL;
         if (cerr->expression >= 0 && (unsigned)cerr->expression < n) {
             struct regex_entry *e = &entries[ids[cerr->expression]];
-            log_warn("event=regex_moved_to_pcre2 id=%u reason=\"%s\"", e->id, cerr->message);
-            e->in_hs = false;
+            if (!prefilter)
+                log_warn("event=regex_moved_to_pcre2 id=%u reason=\"%s\"", e->id, cerr->message);
+            *entry_mark(e, prefilter) = false;
         } else {
-            log_warn("event=regex_hyperscan_failed patterns=%u reason=\"%s\"", n, cerr->message);
+            log_warn("event=regex_hyperscan_failed patterns=%u prefilter=%d reason=\"%s\"", n,
+                     prefilter, cerr->message);
             for (size_t i = 0; i < count; i++)
-                entries[i].in_hs = false;
+                *entry_mark(&entries[i], prefilter) = false;
         }
         hs_free_compile_error(cerr);
     }
     free(exprs);
     free(flags);
     free(ids);
+    return db;
+}
+
+/* Marks which entries Hyperscan takes exactly (in_hs) or as a prefilter (in_pf). */
+static void classify(struct regex_set *set, bool prefilter)
+{
+    for (size_t i = 0; i < set->count; i++) {
+        struct regex_entry *e = &set->entries[i];
+        if (prefilter) {
+            e->in_pf = !e->in_hs &&
+                       hyperscan_accepts(e->hs_expr, hs_flags_for(e->flags) | HS_FLAG_PREFILTER);
+        } else if (!e->classified) {
+            e->in_hs = hyperscan_accepts(e->hs_expr, hs_flags_for(e->flags));
+            e->classified = true;
+        }
+    }
+}
+
+/*
+ * The database of the entries Hyperscan takes (prefilter: the prefilters of
+ * the others): from the cache when it has it, which also says which entries
+ * are in it; otherwise classified, compiled and cached. NULL when none.
+ */
+static hs_database_t *build_database(struct regex_set *set, const char *cache_dir, bool prefilter)
+{
+    hs_database_t *db = NULL;
+    uint64_t hash = 0;
+    char *path = NULL;
+    bool any = false;
+    if (cache_dir && set->count) {
+        hash = entries_hash(set->entries, set->count);
+        path = cache_path(cache_dir, hash, prefilter);
+        db = cache_load(path, hash, set->entries, set->count, prefilter);
+        if (db) {
+            if (!prefilter) set->from_cache = true;
+            free(path);
+            return db;
+        }
+    }
+    classify(set, prefilter);
+    for (size_t i = 0; i < set->count; i++)
+        any |= *entry_mark(&set->entries[i], prefilter);
+    if (any) {
+        db = hyperscan_compile(set->entries, set->count, prefilter);
+        if (path && db) cache_store(path, hash, set->entries, set->count, db, prefilter);
+    }
+    free(path);
     return db;
 }
 
@@ -339,24 +404,15 @@ struct regex_set *regex_set_build(struct regex_builder *b, const char *cache_dir
     b->entries = NULL;
     b->count = b->cap = 0;
 
-    bool any_hs = false;
-    for (size_t i = 0; i < set->count; i++)
-        any_hs |= set->entries[i].in_hs;
-
-    if (any_hs) {
-        uint64_t hash = 0;
-        char *path = NULL;
-        if (cache_dir) {
-            hash = entries_hash(set->entries, set->count);
-            path = cache_path(cache_dir, hash);
-            set->db = cache_load(path, hash, set->entries, set->count);
-            set->from_cache = set->db != NULL;
-        }
-        if (!set->db) {
-            set->db = hyperscan_compile(set->entries, set->count);
-            if (path && set->db) cache_store(path, hash, set->entries, set->count, set->db);
-        }
-        free(path);
+    set->db = build_database(set, cache_dir, false);
+    if (!set->db)
+        for (size_t i = 0; i < set->count; i++)
+            set->entries[i].in_hs = false;
+    /* What Hyperscan cannot run exactly it may still prefilter. */
+    set->pf_db = build_database(set, cache_dir, true);
+    for (size_t i = 0; i < set->count; i++) {
+        if (!set->pf_db) set->entries[i].in_pf = false;
+        set->pf_count += set->entries[i].in_pf;
     }
 
     set->pcre2_only = xmalloc((set->count ? set->count : 1) * sizeof(size_t));
@@ -381,6 +437,7 @@ void regex_set_free(struct regex_set *set)
     free(set->entries);
     free(set->pcre2_only);
     hs_free_database(set->db);
+    hs_free_database(set->pf_db);
     free(set);
 }
 
@@ -394,8 +451,12 @@ void regex_set_stats(const struct regex_set *set, struct regex_stats *st)
 struct regex_scratch *regex_scratch_new(const struct regex_set *set)
 {
     struct regex_scratch *s = xcalloc(1, sizeof(*s));
+    /* One Hyperscan scratch grows to fit both databases. */
     if (set->db && hs_alloc_scratch(set->db, &s->hs) != HS_SUCCESS)
         log_fatal("event=oom what=hs_scratch");
+    if (set->pf_db && hs_alloc_scratch(set->pf_db, &s->hs) != HS_SUCCESS)
+        log_fatal("event=oom what=hs_scratch");
+    s->pf_hit = xcalloc(set->count ? set->count : 1, 1);
     /* One ovector pair is enough: we only need the whole match. */
     s->md = pcre2_match_data_create(1, NULL);
     s->mctx = pcre2_match_context_create(NULL);
@@ -417,6 +478,7 @@ void regex_scratch_free(struct regex_scratch *s)
     pcre2_match_context_free(s->mctx);
     pcre2_jit_stack_free(s->jit_stack);
     free(s->hits);
+    free(s->pf_hit);
     free(s);
 }
 
@@ -428,6 +490,15 @@ static int on_hyperscan_match(unsigned int hs_id, unsigned long long from, unsig
     /* HS_FLAG_SINGLEMATCH: each id at most once, so hits never overflows. */
     assert(s->hit_count < s->hit_cap);
     s->hits[s->hit_count++] = hs_id;
+    return 0;
+}
+
+static int on_prefilter_match(unsigned int hs_id, unsigned long long from, unsigned long long to,
+                              unsigned int flags, void *ctx)
+{
+    struct regex_scratch *s = ctx;
+    (void)from, (void)to, (void)flags;
+    s->pf_hit[hs_id] = 1;
     return 0;
 }
 
@@ -489,11 +560,11 @@ int regex_scan(const struct regex_set *set, struct regex_scratch *s, const char 
     if (!text) text = "";
     int rc = 0;
     s->hit_count = 0;
+    if ((set->db || set->pf_db) && len > UINT32_MAX) {
+        err_set("regex text too long for hyperscan len=%zu", len);
+        return -1;
+    }
     if (set->db) {
-        if (len > UINT32_MAX) {
-            err_set("regex text too long for hyperscan len=%zu", len);
-            return -1;
-        }
         assert(s->hs);
         hs_error_t hrc = hs_scan(set->db, text, (unsigned)len, 0, s->hs, on_hyperscan_match, s);
         if (hrc != HS_SUCCESS) {
@@ -501,13 +572,27 @@ int regex_scan(const struct regex_set *set, struct regex_scratch *s, const char 
             return -1;
         }
     }
-    for (size_t i = 0; i < s->hit_count; i++)
-        if (pcre2_report(&set->entries[s->hits[i]], s, text, len, true, on_match, on_timeout,
-                         ctx) != 0)
+    if (set->pf_db) {
+        memset(s->pf_hit, 0, set->count);
+        hs_error_t hrc = hs_scan(set->pf_db, text, (unsigned)len, 0, s->hs, on_prefilter_match, s);
+        if (hrc != HS_SUCCESS) {
+            err_set("regex hs_scan (prefilter) failed code=%d", (int)hrc);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < s->hit_count; i++) {
+        const struct regex_entry *e = &set->entries[s->hits[i]];
+        if (e->flags & REGEX_EXISTS_ONLY) { /* Hyperscan's word is final */
+            on_match(ctx, e->id, 0, 0);
+            continue;
+        }
+        if (pcre2_report(e, s, text, len, true, on_match, on_timeout, ctx) != 0) rc = -1;
+    }
+    for (size_t i = 0; i < set->pcre2_only_count; i++) {
+        size_t k = set->pcre2_only[i];
+        if (set->entries[k].in_pf && !s->pf_hit[k]) continue; /* cannot match */
+        if (pcre2_report(&set->entries[k], s, text, len, false, on_match, on_timeout, ctx) != 0)
             rc = -1;
-    for (size_t i = 0; i < set->pcre2_only_count; i++)
-        if (pcre2_report(&set->entries[set->pcre2_only[i]], s, text, len, false, on_match,
-                         on_timeout, ctx) != 0)
-            rc = -1;
+    }
     return rc;
 }

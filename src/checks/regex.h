@@ -22,6 +22,10 @@
  * in a pattern means the byte 0xff.
  *
  * PCRE2 runs with match and depth limits (1e6 / 2e4 per search), so a
+ * Patterns Hyperscan rejects are still prefiltered by it where it can
+ * (HS_FLAG_PREFILTER: a looser pattern that matches whenever the real one
+ * does), so PCRE2 runs them only on texts that might match.
+ *
  * catastrophically backtracking pattern stops early: regex_scan() then
  * reports it through on_timeout and treats it as not matching -- unless
  * Hyperscan already proved a match and PCRE2 had not yet reported one; then
@@ -42,6 +46,9 @@
 #define REGEX_MULTILINE 0x02u /* m: ^ and $ at line breaks */
 #define REGEX_DOTALL    0x04u /* s: . matches a newline */
 #define REGEX_EXTENDED  0x08u /* x: whitespace and # comments in the pattern are ignored */
+/* Not a regex flag: the caller only needs to know whether the pattern matches at all. A
+ * Hyperscan hit is then reported once, at 0..0, without asking PCRE2 where it is. */
+#define REGEX_EXISTS_ONLY 0x10u
 
 enum regex_engine { REGEX_ENGINE_HYPERSCAN, REGEX_ENGINE_PCRE2 };
 

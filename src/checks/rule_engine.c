@@ -160,8 +160,10 @@ static void target_add_slot(struct target *t, int slot)
 static bool add_regex(struct rule_engine *e, struct regex_builder *b, int slot)
 {
     const struct rule *r = e->slots[slot].r;
-    if (regex_builder_add(b, (unsigned)slot, r->pattern, r->regex_flags, NULL) != 0) {
-        log_warn("msg=\"rule skipped: regex does not compile\" rule=%s file=%s line=%d "
+    /* One hit is all a rule without tflags multiple counts: Hyperscan's yes is enough. */
+    unsigned flags = r->regex_flags | (e->slots[slot].maxhits ? 0 : REGEX_EXISTS_ONLY);
+    if (regex_builder_add(b, (unsigned)slot, r->pattern, flags, NULL) != 0) {
+        log_info("msg=\"rule skipped: regex does not compile\" rule=%s file=%s line=%d "
                  "reason=\"%s\"",
                  r->name, r->file, r->line, err_msg());
         e->stats.failed++;
@@ -438,7 +440,7 @@ static void meta_order(struct rule_engine *e, int *metas, size_t n)
     }
     for (i = 0; i < n; i++) {
         if (state[metas[i]] != 1) continue;
-        log_warn("msg=\"meta rule dropped: circular dependency\" rule=%s file=%s line=%d",
+        log_info("msg=\"meta rule dropped: circular dependency\" rule=%s file=%s line=%d",
                  e->slots[metas[i]].r->name, e->slots[metas[i]].r->file,
                  e->slots[metas[i]].r->line);
         e->stats.meta_bad++;
@@ -506,7 +508,7 @@ struct rule_engine *rule_engine_new(const struct rule_set *rs, struct symbol_reg
             s->symbol = symbols_add(reg, r->name, score, r->description ? r->description : r->name,
                                     "rules");
             if (s->symbol < 0) {
-                log_warn("msg=\"rule skipped: bad name\" rule=%s file=%s line=%d", r->name, r->file,
+                log_info("msg=\"rule skipped: bad name\" rule=%s file=%s line=%d", r->name, r->file,
                          r->line);
                 continue;
             }
@@ -545,7 +547,7 @@ struct rule_engine *rule_engine_new(const struct rule_set *rs, struct symbol_reg
             break;
         case RULE_META:
             if (meta_compile(e, reg, s) != 0) {
-                log_warn("msg=\"meta rule dropped: bad expression\" rule=%s file=%s line=%d",
+                log_info("msg=\"meta rule dropped: bad expression\" rule=%s file=%s line=%d",
                          r->name, r->file, r->line);
                 e->stats.meta_bad++;
             } else {

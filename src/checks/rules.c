@@ -102,7 +102,7 @@ static void rules_warn(struct rule_set *rs, const char *file, int line, const ch
         rs->warnings = xrealloc(rs->warnings, rs->cap_warnings * sizeof *rs->warnings);
     }
     rs->warnings[rs->n_warnings++] = w;
-    log_warn("msg=\"rule file\" file=%s line=%d problem=\"%s\"", file, line, msg);
+    log_info("msg=\"rule file\" file=%s line=%d problem=\"%s\"", file, line, msg);
 }
 
 /* ---- the name index ---- */

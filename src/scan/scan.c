@@ -76,6 +76,11 @@ static void scanner_load_rules(struct scanner *s)
     log_info("msg=\"rules ready\" rules=%zu disabled=%zu hyperscan=%zu pcre2=%zu failed=%zu "
              "metas=%zu",
              st.rules, st.disabled, st.hyperscan, st.pcre2, st.failed, st.metas);
+    /* Each problem was logged at info with its file and line; one line says there were some. */
+    if (st.failed || st.meta_bad || rules_warning_count(s->rules))
+        log_warn("msg=\"rules loaded with problems; `mxwarden rules check` lists them\" "
+                 "warnings=%zu regexes_failed=%zu metas_dropped=%zu",
+                 rules_warning_count(s->rules), st.failed, st.meta_bad);
 }
 
 /* Thresholds per domain and address from the records database; the defaults if it cannot

@@ -229,8 +229,9 @@ static void test_catastrophic_backtracking_times_out_fast(void **state)
 {
     (void)state;
     struct regex_builder *b = regex_builder_new();
-    /* Exponential in PCRE2, and the back-reference keeps it out of Hyperscan. */
-    add_ok(b, 1, "(x+x+)+(?:\\1y|z)", 0, REGEX_ENGINE_PCRE2);
+    /* Exponential in PCRE2; the look-behind keeps it out of Hyperscan, and its prefilter
+     * (which drops the look-behind) matches the text, so PCRE2 must run. */
+    add_ok(b, 1, "(x+x+)+(?<=y)", 0, REGEX_ENGINE_PCRE2);
     add_ok(b, 2, "xxx", 0, REGEX_ENGINE_HYPERSCAN);
     struct regex_set *set = regex_set_build(b, NULL);
     size_t len = 5000;
@@ -247,6 +248,30 @@ static void test_catastrophic_backtracking_times_out_fast(void **state)
     assert_string_equal(spans_of(&hs, 1), "");    /* a timeout is no match */
     assert_string_equal(spans_of(&hs, 2), "0-3"); /* the others still run */
     free(text);
+    regex_set_free(set);
+    regex_builder_free(b);
+}
+
+static void test_exists_only_and_prefiltered_patterns(void **state)
+{
+    (void)state;
+    struct regex_builder *b = regex_builder_new();
+    add_ok(b, 1, "b+", REGEX_EXISTS_ONLY, REGEX_ENGINE_HYPERSCAN);
+    add_ok(b, 2, "b+", 0, REGEX_ENGINE_HYPERSCAN);
+    /* Back-reference: PCRE2 runs it, behind a Hyperscan prefilter. */
+    add_ok(b, 3, "(c)\\1d", 0, REGEX_ENGINE_PCRE2);
+    add_ok(b, 4, "(?<=a)bb", 0, REGEX_ENGINE_PCRE2);
+    struct regex_set *set = regex_set_build(b, NULL);
+    struct hits hs = {0};
+    scan(set, "abb xbbb ccd ccd", 16, &hs);
+    assert_string_equal(spans_of(&hs, 1), "0-0");        /* once, position not asked for */
+    assert_string_equal(spans_of(&hs, 2), "1-3 5-8");    /* every match, exactly */
+    assert_string_equal(spans_of(&hs, 3), "9-12 13-16"); /* prefilter passed, PCRE2 exact */
+    assert_string_equal(spans_of(&hs, 4), "1-3");
+    memset(&hs, 0, sizeof hs);
+    scan(set, "cd xbb", 6, &hs);
+    assert_string_equal(spans_of(&hs, 3), ""); /* prefilter or PCRE2: no match either way */
+    assert_string_equal(spans_of(&hs, 4), "");
     regex_set_free(set);
     regex_builder_free(b);
 }
@@ -485,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_backreference_and_lookbehind_go_to_pcre2),
         cmocka_unit_test(test_invalid_pattern_fails_with_message),
         cmocka_unit_test(test_catastrophic_backtracking_times_out_fast),
+        cmocka_unit_test(test_exists_only_and_prefiltered_patterns),
         cmocka_unit_test(test_on_match_nonzero_stops_only_that_id),
         cmocka_unit_test(test_ten_thousand_patterns_build_and_scan),
         cmocka_unit_test(test_disk_cache_second_build_loads_same_hits),
