@@ -1,7 +1,8 @@
 /*
  * main - the mxwarden command: dispatches to subcommands.
  *
- *   mxwarden [-c FILE] scan [--json] [--from A] [--rcpt A]... [--ip IP] [--helo H] FILE...|-
+ *   mxwarden [-c FILE] scan [--json] [--from A] [--rcpt A]... [--ip IP] [--helo H] [--time T]
+ *            FILE...|-
  *   mxwarden [-c FILE] learn --class CLASS [--tenant DOMAIN] [--files-from] PATH...
  *   mxwarden [-c FILE] unlearn PATH...
  *   mxwarden [-c FILE] stat [--tenant DOMAIN]
@@ -56,7 +57,7 @@ static void usage(FILE *f)
             "\n"
             "commands:\n"
             "  scan [--json] [--from ADDR] [--rcpt ADDR]... [--ip IP] [--helo NAME]\n"
-            "       [--files-from] FILE...|-\n"
+            "       [--time UNIX_SECONDS] [--files-from] FILE...|-\n"
             "                  scan messages and print their spam reports\n"
             "  learn --class CLASS [--tenant DOMAIN] [--files-from] PATH...\n"
             "                  teach the Bayes classifier (files, directories, mbox files;\n"
@@ -137,12 +138,17 @@ static void scan_one(struct scan_run *run, const char *path)
 
 static int cmd_scan(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},       {"from", required_argument, NULL, 'f'},
-        {"rcpt", required_argument, NULL, 'r'}, {"ip", required_argument, NULL, 'i'},
-        {"helo", required_argument, NULL, 'h'}, {"help", no_argument, NULL, '?'},
-        {"files-from", no_argument, NULL, 'F'}, {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+                                         {"from", required_argument, NULL, 'f'},
+                                         {"rcpt", required_argument, NULL, 'r'},
+                                         {"ip", required_argument, NULL, 'i'},
+                                         {"helo", required_argument, NULL, 'h'},
+                                         {"help", no_argument, NULL, '?'},
+                                         {"files-from", no_argument, NULL, 'F'},
+                                         {"time", required_argument, NULL, 't'},
+                                         {NULL, 0, NULL, 0}};
     struct envelope env = {0};
+    char *end;
     struct scan_run run = {.env = &env};
     const char **rcpt = NULL;
     int c, i, files_from = 0;
@@ -168,6 +174,14 @@ static int cmd_scan(int argc, char **argv)
             break;
         case 'F':
             files_from = 1;
+            break;
+        case 't':
+            env.arrival_unix = strtoll(optarg, &end, 10);
+            if (*end || end == optarg || env.arrival_unix <= 0) {
+                fprintf(stderr, "mxwarden: --time wants seconds since 1970, not \"%s\"\n", optarg);
+                free(rcpt);
+                return EXIT_USAGE;
+            }
             break;
         default:
             usage(stderr);

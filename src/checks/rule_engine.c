@@ -545,17 +545,20 @@ struct rule_engine *rule_engine_new(const struct rule_set *rs, struct symbol_reg
         case RULE_FULL:
             s->runs_regex = add_regex(e, bf, (int)i);
             break;
-        case RULE_META:
-            if (meta_compile(e, reg, s) != 0) {
-                log_info("msg=\"meta rule dropped: bad expression\" rule=%s file=%s line=%d",
-                         r->name, r->file, r->line);
-                e->stats.meta_bad++;
-            } else {
-                metas[n_metas++] = (int)i;
-            }
-            break;
         default:
             break;
+        }
+    }
+    /* Metas after every regex rule: whether an operand runs is known only now. */
+    for (i = 0; i < e->n_slots; i++) {
+        struct slot *s = &e->slots[i];
+        if (s->r->kind != RULE_META) continue;
+        if (meta_compile(e, reg, s) != 0) {
+            log_info("msg=\"meta rule dropped: bad expression\" rule=%s file=%s line=%d",
+                     s->r->name, s->r->file, s->r->line);
+            e->stats.meta_bad++;
+        } else {
+            metas[n_metas++] = (int)i;
         }
     }
     for (i = 0; i < e->n_targets; i++) {
@@ -943,6 +946,47 @@ static void scan_rawbody(struct match_ctx *mc, const struct message *m)
     }
 }
 
+static int hex_value(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/*
+ * Redirectors carry their target in the query ("google.com/url?q=https://...",
+ * "...?u=https%3A%2F%2F..."): uri rules see each embedded http(s) URL too, as
+ * SpamAssassin's redirector handling and rspamd do, percent-decoded, up to the
+ * next '&'.
+ */
+static void scan_embedded_urls(struct match_ctx *mc, const char *raw)
+{
+    struct buf *d = &mc->s->line;
+    const char *p;
+    size_t i;
+
+    buf_clear(d);
+    for (p = raw; *p; p++) {
+        if (*p == '%' && hex_value(p[1]) >= 0 && hex_value(p[2]) >= 0) {
+            buf_append_char(d, (char)(hex_value(p[1]) * 16 + hex_value(p[2])));
+            p += 2;
+        } else {
+            buf_append_char(d, *p);
+        }
+    }
+    for (i = 1; i + 8 <= d->len; i++) {
+        const char *at = d->data + i;
+        size_t end;
+        if (strncasecmp(at, "http://", 7) != 0 && strncasecmp(at, "https://", 8) != 0) continue;
+        for (end = i; end < d->len && d->data[end] != '&' && !is_space((unsigned char)d->data[end]);
+             end++)
+            continue;
+        scan_text(mc, mc->e->uri, mc->s->uri, at, end - i);
+        i = end;
+    }
+}
+
 /*
  * A meta's value with three-valued logic: a rule we cannot evaluate is
  * "unknown", and so is anything computed from it, except where the known
@@ -1078,6 +1122,7 @@ void rule_engine_scan(const struct rule_engine *e, struct rule_scratch *s, const
             scan_text(&mc, e->uri, s->uri, u->normalised, strlen(u->normalised));
             if (strcmp(u->raw, u->normalised) != 0)
                 scan_text(&mc, e->uri, s->uri, u->raw, strlen(u->raw));
+            scan_embedded_urls(&mc, u->raw);
         }
     }
     if (e->full) scan_text(&mc, e->full, s->full, raw ? raw : "", raw ? raw_len : 0);

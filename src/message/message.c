@@ -766,6 +766,7 @@ static void copy_envelope(struct message *m, const struct envelope *env)
     m->env.client_ip = arena_strdup(a, env->client_ip);
     m->env.helo = arena_strdup(a, env->helo);
     m->env.queue_id = arena_strdup(a, env->queue_id);
+    m->env.arrival_unix = env->arrival_unix;
     if (env->n_rcpt) {
         const char **rcpt = arena_alloc(a, env->n_rcpt * sizeof *rcpt);
         for (i = 0; i < env->n_rcpt; i++) rcpt[i] = arena_strdup(a, env->rcpt[i]);

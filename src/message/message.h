@@ -43,6 +43,7 @@ struct envelope {
     const char *client_ip;
     const char *helo;
     const char *queue_id;
+    long long arrival_unix;   /* when the message arrived (Unix seconds); 0: now */
 };
 
 struct msg_header {

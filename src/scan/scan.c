@@ -5,6 +5,7 @@
 #include "checks/allowlist.h"
 #include "checks/bayes_check.h"
 #include "checks/dns.h"
+#include "checks/heuristics.h"
 #include "checks/reputation.h"
 #include "checks/rule_engine.h"
 #include "checks/rules.h"
@@ -40,6 +41,7 @@ struct scanner {
     struct allowlist *allow;
     struct settings_cache *settings;
     struct auth_ids auth;
+    struct heuristics_ids heuristics;
 };
 
 struct scan_worker {
@@ -105,6 +107,7 @@ struct scanner *scanner_new(const struct config *cfg)
     structure_register(s->symbols, &s->structure);
     bayes_check_register(s->symbols, &s->bayes);
     auth_register(s->symbols, &s->auth);
+    heuristics_register(s->symbols, &s->heuristics);
     reputation_register(s->symbols, &s->reputation);
     s->reputation_cfg = reputation_config_default();
     s->reputation_cfg.min_volume = s->cfg.reputation_min_volume;
@@ -269,7 +272,7 @@ struct scan *scan_message(struct scan_worker *w, const char *data, size_t len,
     struct bayes_result br;
     struct features f;
     struct reputation_entities ents;
-    time_t now = time(NULL);
+    time_t now = env && env->arrival_unix ? (time_t)env->arrival_unix : time(NULL);
     int rc = -1;
 
     sc->message = m;
@@ -279,6 +282,8 @@ struct scan *scan_message(struct scan_worker *w, const char *data, size_t len,
         dns_begin_scan(w->dns, s->cfg.dns_budget_ms);
         auth_check(&s->auth, w->dns, m, data, len, &sc->result, &sc->auth);
     }
+    heuristics_check(&s->heuristics, m, sc->auth.dkim_pass_domains, sc->auth.n_dkim_pass,
+                     (long long)now, &sc->result);
     features_extract(m->arena, m, &f, NULL, NULL);
     if (bayes) rc = bayes_classify(bayes, &f, scan_tenant(m), &br);
     bayes_check_symbols(&s->bayes, rc, &br, &sc->result);

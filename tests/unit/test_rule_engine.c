@@ -147,6 +147,25 @@ static void test_body_lines_are_paragraphs_with_subject_first(void **state)
     fixture_close(&f);
 }
 
+static void test_uri_rules_see_redirect_targets(void **state)
+{
+    struct fixture f;
+    (void)state;
+    fixture_open(&f,
+                 "uri TARGET_PLAIN /^https:\\/\\/plain\\.example\\/x$/\n"
+                 "uri TARGET_ENCODED /^https:\\/\\/enc\\.example\\/y$/\n"
+                 "uri REDIRECTOR /^https?:\\/\\/r\\.example\\//\n",
+                 0);
+    fixture_scan(&f,
+                 "Subject: x\n\nsee http://r.example/go?q=https://plain.example/x&z=1 and "
+                 "http://r.example/?u=https%3A%2F%2Fenc.example%2Fy\n",
+                 false);
+    assert_non_null(hit(&f, "TARGET_PLAIN"));
+    assert_non_null(hit(&f, "TARGET_ENCODED"));
+    assert_non_null(hit(&f, "REDIRECTOR"));
+    fixture_close(&f);
+}
+
 static void test_html_body_is_rendered_and_rawbody_is_markup(void **state)
 {
     struct fixture f;
@@ -171,6 +190,7 @@ static void test_meta_expressions_follow_perl(void **state)
     struct fixture f;
     (void)state;
     fixture_open(&f,
+                 "meta DEFINED_BEFORE_ITS_INPUT __LATER && __A\n"
                  "body __A /watches/\n"
                  "body __B /Hello/\n"
                  "body __C /absent-word/\n"
@@ -189,9 +209,11 @@ static void test_meta_expressions_follow_perl(void **state)
                  "meta DIV_ZERO __A / __C\n"
                  "meta BAD_EXPR (__A && \n"
                  "meta LOOP_1 LOOP_2 || __A\n"
-                 "meta LOOP_2 LOOP_1\n",
+                 "meta LOOP_2 LOOP_1\n"
+                 "body __LATER /Hello/\n",
                  0);
     fixture_scan(&f, plain_msg, false);
+    assert_non_null(hit(&f, "DEFINED_BEFORE_ITS_INPUT"));
     assert_non_null(hit(&f, "AND_HIT"));
     assert_null(hit(&f, "AND_MISS"));
     assert_non_null(hit(&f, "OR_NOT"));
@@ -320,6 +342,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_header_rules_see_decoded_values_and_modifiers),
         cmocka_unit_test(test_body_lines_are_paragraphs_with_subject_first),
+        cmocka_unit_test(test_uri_rules_see_redirect_targets),
         cmocka_unit_test(test_html_body_is_rendered_and_rawbody_is_markup),
         cmocka_unit_test(test_meta_expressions_follow_perl),
         cmocka_unit_test(test_metas_over_unsupported_rules_are_unknown_not_false),
