@@ -17,15 +17,20 @@
  * unsupported for some patterns), nor report more than once, which keeps the
  * database small and the scan fast.
  *
- * Classification: regex_builder_add() asks hs_expression_info() whether
- * Hyperscan accepts a pattern (cheap: it parses, it does not build a
- * database). regex_set_build() compiles the accepted ones together; if the
- * compile still fails on one expression (resource limits), that one is moved
- * to PCRE2 and the compile retried.
+ * Classification: hs_expression_info() says whether Hyperscan accepts a
+ * pattern exactly, or else as a prefilter (HS_FLAG_PREFILTER: a looser pattern
+ * that matches whenever the real one does, e.g. with a back-reference
+ * widened). Both kinds go into one database, so one pass per text serves
+ * both; a prefilter hit only makes PCRE2 run that pattern. Asking costs
+ * (thousands of patterns: most of a second and ~150 MB of transient memory),
+ * so it is done at build time and only when the disk cache does not say
+ * (regex_builder_add() asks at once only if the caller wants the engine).
+ * If the compile still fails on one expression (resource limits), that one
+ * becomes plain PCRE2 and the compile is retried.
  *
  * Cache file (cache_dir/regex-<xxh3>.hsdb): magic, the input hash, the entry
- * count, one byte per entry (1: in the Hyperscan database), the serialized
- * database. The hash covers hs_version() and every (id, flags, pattern), so a
+ * count, one byte per entry (0: PCRE2 alone, 1: exact in the database, 2:
+ * prefilter in the database), the serialized database. The hash covers hs_version() and every (id, flags, pattern), so a
  * changed rule set or library never loads a stale database.
  */
 #include "checks/regex.h"
@@ -53,7 +58,7 @@
 #define REGEX_DEPTH_LIMIT     20000u
 #define REGEX_JIT_STACK_BYTES (512u * 1024u)
 
-#define CACHE_MAGIC "MXWRXHS1"
+#define CACHE_MAGIC "MXWRXHS2"
 
 struct regex_entry {
     unsigned id;
@@ -62,7 +67,7 @@ struct regex_entry {
     char *hs_expr;    /* pattern as given to Hyperscan ((?x) prefixed if extended) */
     pcre2_code *code; /* always compiled; JIT only when !in_hs */
     bool in_hs;       /* in the Hyperscan database */
-    bool in_pf;       /* not in_hs, but in the prefilter database (HS_FLAG_PREFILTER) */
+    bool in_pf;       /* not in_hs, but in the database as a prefilter (HS_FLAG_PREFILTER) */
     bool classified;  /* in_hs is known (asking Hyperscan is slow: done only when needed) */
 };
 
@@ -78,9 +83,8 @@ struct regex_set {
     size_t *pcre2_only; /* indices of entries not in the database */
     size_t pcre2_only_count;
     size_t hs_count;
-    hs_database_t *db;    /* NULL when no pattern is in Hyperscan */
-    hs_database_t *pf_db; /* prefilters of PCRE2 patterns; NULL when none */
-    size_t pf_count;
+    hs_database_t *db; /* NULL when no pattern is in Hyperscan */
+    size_t pf_count;   /* PCRE2 entries with a prefilter in db */
     bool from_cache;
 };
 
@@ -192,11 +196,6 @@ int regex_builder_add(struct regex_builder *b, unsigned id, const char *pattern,
     return 0;
 }
 
-static bool *entry_mark(struct regex_entry *e, bool prefilter)
-{
-    return prefilter ? &e->in_pf : &e->in_hs;
-}
-
 static uint64_t entries_hash(const struct regex_entry *entries, size_t count)
 {
     XXH3_state_t *st = XXH3_createState();
@@ -215,21 +214,24 @@ static uint64_t entries_hash(const struct regex_entry *entries, size_t count)
     return h;
 }
 
-static char *cache_path(const char *cache_dir, uint64_t hash, bool prefilter)
+static char *cache_path(const char *cache_dir, uint64_t hash)
 {
     struct buf p = {0};
-    buf_printf(&p, "%s/regex-%016llx%s.hsdb", cache_dir, (unsigned long long)hash,
-               prefilter ? "-prefilter" : "");
+    buf_printf(&p, "%s/regex-%016llx.hsdb", cache_dir, (unsigned long long)hash);
     return buf_release(&p);
 }
 
+/* The cache's byte per entry: which way Hyperscan takes it. */
+enum { CACHE_PCRE2 = 0, CACHE_EXACT = 1, CACHE_PREFILTER = 2 };
+
 /*
  * Loads the database for these entries from path and sets each entry's
- * in_hs from it. Returns NULL (entries untouched) if the file is missing or
- * does not fit; a bad file is only worth a warning, the caller recompiles.
+ * in_hs / in_pf from it. Returns NULL (entries untouched) if the file is
+ * missing or does not fit; a bad file is only worth a warning, the caller
+ * recompiles.
  */
 static hs_database_t *cache_load(const char *path, uint64_t hash, struct regex_entry *entries,
-                                 size_t count, bool prefilter)
+                                 size_t count)
 {
     if (access(path, R_OK) != 0) return NULL;
     char *data;
@@ -246,13 +248,16 @@ static hs_database_t *cache_load(const char *path, uint64_t hash, struct regex_e
     memcpy(&file_count, data + 16, 8);
     if (file_hash != hash || file_count != count) goto bad;
     for (size_t i = 0; i < count; i++)
-        if (data[head + i] != 0 && data[head + i] != 1) goto bad;
+        if (data[head + i] > CACHE_PREFILTER) goto bad;
     if (hs_deserialize_database(data + head + count, len - head - count, &db) != HS_SUCCESS) {
         db = NULL;
         goto bad;
     }
-    for (size_t i = 0; i < count; i++)
-        *entry_mark(&entries[i], prefilter) = data[head + i] == 1;
+    for (size_t i = 0; i < count; i++) {
+        entries[i].in_hs = data[head + i] == CACHE_EXACT;
+        entries[i].in_pf = data[head + i] == CACHE_PREFILTER;
+        entries[i].classified = true;
+    }
     free(data);
     return db;
 bad:
@@ -262,8 +267,8 @@ bad:
 }
 
 /* Writes the cache file via a temporary file and rename, so readers never see half of it. */
-static void cache_store(const char *path, uint64_t hash, struct regex_entry *entries, size_t count,
-                        const hs_database_t *db, bool prefilter)
+static void cache_store(const char *path, uint64_t hash, const struct regex_entry *entries,
+                        size_t count, const hs_database_t *db)
 {
     char *ser = NULL;
     size_t ser_len = 0;
@@ -291,7 +296,10 @@ static void cache_store(const char *path, uint64_t hash, struct regex_entry *ent
     bool ok =
         fwrite(CACHE_MAGIC, 1, 8, f) == 8 && fwrite(&h, 8, 1, f) == 1 && fwrite(&n, 8, 1, f) == 1;
     for (size_t i = 0; ok && i < count; i++)
-        ok = fputc(*entry_mark(&entries[i], prefilter) ? 1 : 0, f) != EOF;
+        ok = fputc(entries[i].in_hs   ? CACHE_EXACT
+                   : entries[i].in_pf ? CACHE_PREFILTER
+                                      : CACHE_PCRE2,
+                   f) != EOF;
     ok = ok && fwrite(ser, 1, ser_len, f) == ser_len;
     ok = (fclose(f) == 0) && ok;
     if (!ok || rename(tmp.data, path) != 0) {
@@ -303,13 +311,28 @@ out:
     free(ser); /* hs_serialize_database uses the misc allocator, malloc by default */
 }
 
+/* Marks which entries Hyperscan takes exactly (in_hs) or only as a prefilter (in_pf). */
+static void classify(struct regex_entry *entries, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        struct regex_entry *e = &entries[i];
+        if (!e->classified) {
+            e->in_hs = hyperscan_accepts(e->hs_expr, hs_flags_for(e->flags));
+            e->classified = true;
+        }
+        e->in_pf =
+            !e->in_hs && hyperscan_accepts(e->hs_expr, hs_flags_for(e->flags) | HS_FLAG_PREFILTER);
+    }
+}
+
 /*
- * Compiles the entries marked in_hs into one database. An expression the
- * multi-compile still rejects is moved to PCRE2 and the compile retried; a
- * failure not tied to one expression moves them all. Returns NULL if none is
- * left for Hyperscan.
+ * Compiles the entries marked in_hs (exact) and in_pf (HS_FLAG_PREFILTER)
+ * into one database, so one pass over a text serves both. An expression the
+ * multi-compile still rejects is moved to plain PCRE2 and the compile
+ * retried; a failure not tied to one expression moves them all. Returns NULL
+ * if none is left for Hyperscan.
  */
-static hs_database_t *hyperscan_compile(struct regex_entry *entries, size_t count, bool prefilter)
+static hs_database_t *hyperscan_compile(struct regex_entry *entries, size_t count)
 {
     const char **exprs = xmalloc((count ? count : 1) * sizeof(*exprs));
     unsigned *flags = xmalloc((count ? count : 1) * sizeof(*flags));
@@ -318,9 +341,9 @@ static hs_database_t *hyperscan_compile(struct regex_entry *entries, size_t coun
     for (;;) {
         unsigned n = 0;
         for (size_t i = 0; i < count; i++) {
-            if (!*entry_mark(&entries[i], prefilter)) continue;
+            if (!entries[i].in_hs && !entries[i].in_pf) continue;
             exprs[n] = entries[i].hs_expr;
-            flags[n] = hs_flags_for(entries[i].flags) | (prefilter ? HS_FLAG_PREFILTER : 0);
+            flags[n] = hs_flags_for(entries[i].flags) | (entries[i].in_pf ? HS_FLAG_PREFILTER : 0);
             ids[n] = (unsigned)i; /* Hyperscan ids are entry indices */
             n++;
         }
@@ -331,67 +354,18 @@ static hs_database_t *hyperscan_compile(struct regex_entry *entries, size_t coun
         db = NULL;
         if (cerr->expression >= 0 && (unsigned)cerr->expression < n) {
             struct regex_entry *e = &entries[ids[cerr->expression]];
-            if (!prefilter)
-                log_warn("event=regex_moved_to_pcre2 id=%u reason=\"%s\"", e->id, cerr->message);
-            *entry_mark(e, prefilter) = false;
+            log_warn("event=regex_moved_to_pcre2 id=%u reason=\"%s\"", e->id, cerr->message);
+            e->in_hs = e->in_pf = false;
         } else {
-            log_warn("event=regex_hyperscan_failed patterns=%u prefilter=%d reason=\"%s\"", n,
-                     prefilter, cerr->message);
+            log_warn("event=regex_hyperscan_failed patterns=%u reason=\"%s\"", n, cerr->message);
             for (size_t i = 0; i < count; i++)
-                *entry_mark(&entries[i], prefilter) = false;
+                entries[i].in_hs = entries[i].in_pf = false;
         }
         hs_free_compile_error(cerr);
     }
     free(exprs);
     free(flags);
     free(ids);
-    return db;
-}
-
-/* Marks which entries Hyperscan takes exactly (in_hs) or as a prefilter (in_pf). */
-static void classify(struct regex_set *set, bool prefilter)
-{
-    for (size_t i = 0; i < set->count; i++) {
-        struct regex_entry *e = &set->entries[i];
-        if (prefilter) {
-            e->in_pf = !e->in_hs &&
-                       hyperscan_accepts(e->hs_expr, hs_flags_for(e->flags) | HS_FLAG_PREFILTER);
-        } else if (!e->classified) {
-            e->in_hs = hyperscan_accepts(e->hs_expr, hs_flags_for(e->flags));
-            e->classified = true;
-        }
-    }
-}
-
-/*
- * The database of the entries Hyperscan takes (prefilter: the prefilters of
- * the others): from the cache when it has it, which also says which entries
- * are in it; otherwise classified, compiled and cached. NULL when none.
- */
-static hs_database_t *build_database(struct regex_set *set, const char *cache_dir, bool prefilter)
-{
-    hs_database_t *db = NULL;
-    uint64_t hash = 0;
-    char *path = NULL;
-    bool any = false;
-    if (cache_dir && set->count) {
-        hash = entries_hash(set->entries, set->count);
-        path = cache_path(cache_dir, hash, prefilter);
-        db = cache_load(path, hash, set->entries, set->count, prefilter);
-        if (db) {
-            if (!prefilter) set->from_cache = true;
-            free(path);
-            return db;
-        }
-    }
-    classify(set, prefilter);
-    for (size_t i = 0; i < set->count; i++)
-        any |= *entry_mark(&set->entries[i], prefilter);
-    if (any) {
-        db = hyperscan_compile(set->entries, set->count, prefilter);
-        if (path && db) cache_store(path, hash, set->entries, set->count, db, prefilter);
-    }
-    free(path);
     return db;
 }
 
@@ -404,24 +378,30 @@ struct regex_set *regex_set_build(struct regex_builder *b, const char *cache_dir
     b->entries = NULL;
     b->count = b->cap = 0;
 
-    set->db = build_database(set, cache_dir, false);
-    if (!set->db)
-        for (size_t i = 0; i < set->count; i++)
-            set->entries[i].in_hs = false;
-    /* What Hyperscan cannot run exactly it may still prefilter. */
-    set->pf_db = build_database(set, cache_dir, true);
-    for (size_t i = 0; i < set->count; i++) {
-        if (!set->pf_db) set->entries[i].in_pf = false;
-        set->pf_count += set->entries[i].in_pf;
+    uint64_t hash = 0;
+    char *path = NULL;
+    if (cache_dir && set->count) {
+        hash = entries_hash(set->entries, set->count);
+        path = cache_path(cache_dir, hash);
+        set->db = cache_load(path, hash, set->entries, set->count);
+        set->from_cache = set->db != NULL;
     }
+    if (!set->db) {
+        classify(set->entries, set->count);
+        set->db = hyperscan_compile(set->entries, set->count);
+        if (path && set->db) cache_store(path, hash, set->entries, set->count, set->db);
+    }
+    free(path);
 
     set->pcre2_only = xmalloc((set->count ? set->count : 1) * sizeof(size_t));
     for (size_t i = 0; i < set->count; i++) {
         struct regex_entry *e = &set->entries[i];
+        if (!set->db) e->in_hs = e->in_pf = false;
         if (e->in_hs) {
             set->hs_count++;
             continue;
         }
+        set->pf_count += e->in_pf;
         /* JIT failure is not fatal: pcre2_match() then interprets. */
         (void)pcre2_jit_compile(e->code, PCRE2_JIT_COMPLETE);
         set->pcre2_only[set->pcre2_only_count++] = i;
@@ -437,7 +417,6 @@ void regex_set_free(struct regex_set *set)
     free(set->entries);
     free(set->pcre2_only);
     hs_free_database(set->db);
-    hs_free_database(set->pf_db);
     free(set);
 }
 
@@ -451,10 +430,7 @@ void regex_set_stats(const struct regex_set *set, struct regex_stats *st)
 struct regex_scratch *regex_scratch_new(const struct regex_set *set)
 {
     struct regex_scratch *s = xcalloc(1, sizeof(*s));
-    /* One Hyperscan scratch grows to fit both databases. */
     if (set->db && hs_alloc_scratch(set->db, &s->hs) != HS_SUCCESS)
-        log_fatal("event=oom what=hs_scratch");
-    if (set->pf_db && hs_alloc_scratch(set->pf_db, &s->hs) != HS_SUCCESS)
         log_fatal("event=oom what=hs_scratch");
     s->pf_hit = xcalloc(set->count ? set->count : 1, 1);
     /* One ovector pair is enough: we only need the whole match. */
@@ -482,23 +458,24 @@ void regex_scratch_free(struct regex_scratch *s)
     free(s);
 }
 
+/* The scan's context for Hyperscan's callback. */
+struct hs_ctx {
+    const struct regex_set *set;
+    struct regex_scratch *s;
+};
+
 static int on_hyperscan_match(unsigned int hs_id, unsigned long long from, unsigned long long to,
                               unsigned int flags, void *ctx)
 {
-    struct regex_scratch *s = ctx;
+    struct hs_ctx *c = ctx;
     (void)from, (void)to, (void)flags;
+    if (c->set->entries[hs_id].in_pf) { /* a prefilter: PCRE2 decides */
+        c->s->pf_hit[hs_id] = 1;
+        return 0;
+    }
     /* HS_FLAG_SINGLEMATCH: each id at most once, so hits never overflows. */
-    assert(s->hit_count < s->hit_cap);
-    s->hits[s->hit_count++] = hs_id;
-    return 0;
-}
-
-static int on_prefilter_match(unsigned int hs_id, unsigned long long from, unsigned long long to,
-                              unsigned int flags, void *ctx)
-{
-    struct regex_scratch *s = ctx;
-    (void)from, (void)to, (void)flags;
-    s->pf_hit[hs_id] = 1;
+    assert(c->s->hit_count < c->s->hit_cap);
+    c->s->hits[c->s->hit_count++] = hs_id;
     return 0;
 }
 
@@ -560,23 +537,17 @@ int regex_scan(const struct regex_set *set, struct regex_scratch *s, const char 
     if (!text) text = "";
     int rc = 0;
     s->hit_count = 0;
-    if ((set->db || set->pf_db) && len > UINT32_MAX) {
-        err_set("regex text too long for hyperscan len=%zu", len);
-        return -1;
-    }
+    if (set->pf_count) memset(s->pf_hit, 0, set->count);
     if (set->db) {
-        assert(s->hs);
-        hs_error_t hrc = hs_scan(set->db, text, (unsigned)len, 0, s->hs, on_hyperscan_match, s);
-        if (hrc != HS_SUCCESS) {
-            err_set("regex hs_scan failed code=%d", (int)hrc);
+        if (len > UINT32_MAX) {
+            err_set("regex text too long for hyperscan len=%zu", len);
             return -1;
         }
-    }
-    if (set->pf_db) {
-        memset(s->pf_hit, 0, set->count);
-        hs_error_t hrc = hs_scan(set->pf_db, text, (unsigned)len, 0, s->hs, on_prefilter_match, s);
+        assert(s->hs);
+        struct hs_ctx c = {set, s};
+        hs_error_t hrc = hs_scan(set->db, text, (unsigned)len, 0, s->hs, on_hyperscan_match, &c);
         if (hrc != HS_SUCCESS) {
-            err_set("regex hs_scan (prefilter) failed code=%d", (int)hrc);
+            err_set("regex hs_scan failed code=%d", (int)hrc);
             return -1;
         }
     }
@@ -590,7 +561,7 @@ int regex_scan(const struct regex_set *set, struct regex_scratch *s, const char 
     }
     for (size_t i = 0; i < set->pcre2_only_count; i++) {
         size_t k = set->pcre2_only[i];
-        if (set->entries[k].in_pf && !s->pf_hit[k]) continue; /* cannot match */
+        if (set->entries[k].in_pf && !s->pf_hit[k]) continue; /* its prefilter says: no match */
         if (pcre2_report(&set->entries[k], s, text, len, false, on_match, on_timeout, ctx) != 0)
             rc = -1;
     }

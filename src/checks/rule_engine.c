@@ -86,6 +86,11 @@ struct target {
     struct regex_set *set;
     int *slots; /* header rules reading this text (regex and exists:) */
     size_t n_slots;
+    /* What the regexes find in the text of an absent header ("" or the if-unset text),
+     * computed once at build: most targets are absent from most messages. */
+    int *absent_slots;
+    unsigned *absent_hits;
+    size_t n_absent;
 };
 
 struct rule_engine {
@@ -461,6 +466,8 @@ static void meta_order(struct rule_engine *e, int *metas, size_t n)
     free(state);
 }
 
+static void targets_precompute_absent(struct rule_engine *e);
+
 struct rule_engine *rule_engine_new(const struct rule_set *rs, struct symbol_registry *reg,
                                     const struct rule_engine_options *opt)
 {
@@ -580,6 +587,7 @@ struct rule_engine *rule_engine_new(const struct rule_set *rs, struct symbol_reg
     e->stats.rules = e->n_slots;
     e->stats.metas = e->n_metas;
     e->stats.header_targets = e->n_targets;
+    targets_precompute_absent(e);
     return e;
 }
 
@@ -592,6 +600,8 @@ void rule_engine_free(struct rule_engine *e)
     for (i = 0; i < e->n_targets; i++) {
         regex_set_free(e->targets[i].set);
         free(e->targets[i].slots);
+        free(e->targets[i].absent_slots);
+        free(e->targets[i].absent_hits);
         free(e->targets[i].name);
     }
     regex_set_free(e->body);
@@ -701,6 +711,29 @@ static void scan_text(struct match_ctx *mc, const struct regex_set *set, struct 
     if (set == NULL) return;
     if (regex_scan(set, rs, text, len, on_match, on_timeout, mc) != 0)
         log_warn("msg=\"regex scan failed\" reason=\"%s\"", err_msg());
+}
+
+/* Scans each target's absent-header text once and keeps the hits (see struct target). */
+static void targets_precompute_absent(struct rule_engine *e)
+{
+    struct rule_scratch *s = rule_scratch_new(e);
+    struct match_ctx mc = {e, s};
+    size_t i, k;
+    for (i = 0; i < e->n_targets; i++) {
+        struct target *t = &e->targets[i];
+        const char *text = t->if_unset ? t->if_unset : "";
+        for (k = 0; k < t->n_slots; k++)
+            s->hits[t->slots[k]] = 0;
+        scan_text(&mc, t->set, s->target_scratch[i], text, strlen(text));
+        t->absent_slots = xmalloc((t->n_slots ? t->n_slots : 1) * sizeof *t->absent_slots);
+        t->absent_hits = xmalloc((t->n_slots ? t->n_slots : 1) * sizeof *t->absent_hits);
+        for (k = 0; k < t->n_slots; k++) {
+            if (s->hits[t->slots[k]] == 0) continue;
+            t->absent_slots[t->n_absent] = t->slots[k];
+            t->absent_hits[t->n_absent++] = s->hits[t->slots[k]];
+        }
+    }
+    rule_scratch_free(s);
 }
 
 static bool header_is(const struct msg_header *h, const char *name)
@@ -1104,7 +1137,12 @@ void rule_engine_scan(const struct rule_engine *e, struct rule_scratch *s, const
     for (i = 0; i < e->n_targets; i++) {
         const struct target *t = &e->targets[i];
         bool present = target_text(t, m, &s->text);
-        scan_text(&mc, t->set, s->target_scratch[i], s->text.data ? s->text.data : "", s->text.len);
+        if (present)
+            scan_text(&mc, t->set, s->target_scratch[i], s->text.data ? s->text.data : "",
+                      s->text.len);
+        else
+            for (k = 0; k < t->n_absent; k++)
+                s->hits[t->absent_slots[k]] = t->absent_hits[k];
         for (k = 0; k < t->n_slots; k++) {
             int slot = t->slots[k];
             const struct rule *rule = e->slots[slot].r;
