@@ -42,6 +42,17 @@ void config_defaults(struct config *cfg)
     cfg->dns_timeout_ms = 2000;
     cfg->dns_cache_entries = 4096;
     cfg->dns_budget_ms = 3000;
+    snprintf(cfg->milter_listen, sizeof cfg->milter_listen, "unix:var/milter.sock");
+    cfg->milter_workers = 8;
+    cfg->max_message_bytes = 50u * 1024u * 1024u;
+    cfg->capture = true;
+    snprintf(cfg->capture_dir, sizeof cfg->capture_dir, "var/capture");
+    cfg->greylist_delay_s = 300;
+    cfg->greylist_window_s = 4 * 3600;
+    cfg->greylist_pass_ttl_s = 36 * 86400;
+    snprintf(cfg->ratelimit_client_ip, sizeof cfg->ratelimit_client_ip, "600/1h");
+    snprintf(cfg->ratelimit_sender_domain, sizeof cfg->ratelimit_sender_domain, "2000/1h");
+    snprintf(cfg->ratelimit_recipient, sizeof cfg->ratelimit_recipient, "500/1h");
     cfg->reputation_enabled = true;
     cfg->reputation_min_volume = 5;
     cfg->reputation_full_volume = 100;
@@ -90,6 +101,13 @@ static int config_string(const char *v, char *out)
     return 0;
 }
 
+static int config_small_string(const char *v, char *out, size_t size)
+{
+    if (strlen(v) >= size) return -1;
+    strcpy(out, v);
+    return 0;
+}
+
 /* inih callback: returns 0 to stop at the first bad value. */
 static int config_handler(void *user, const char *section, const char *name, const char *value)
 {
@@ -122,7 +140,7 @@ static int config_handler(void *user, const char *section, const char *name, con
     else if (!strcmp(section, "auth") && !strcmp(name, "enabled"))
         rc = config_bool(value, &c->auth_enabled);
     else if (!strcmp(section, "dns") && !strcmp(name, "server"))
-        rc = strlen(value) < sizeof c->dns_server ? (strcpy(c->dns_server, value), 0) : -1;
+        rc = config_small_string(value, c->dns_server, sizeof c->dns_server);
     else if (!strcmp(section, "dns") && !strcmp(name, "port"))
         rc = config_unsigned(value, &c->dns_port) || c->dns_port > 65535;
     else if (!strcmp(section, "dns") && !strcmp(name, "timeout_ms"))
@@ -131,6 +149,38 @@ static int config_handler(void *user, const char *section, const char *name, con
         rc = config_unsigned(value, &c->dns_cache_entries);
     else if (!strcmp(section, "dns") && !strcmp(name, "budget_ms"))
         rc = config_unsigned(value, &c->dns_budget_ms) || c->dns_budget_ms == 0;
+    else if (!strcmp(section, "milter") && !strcmp(name, "listen"))
+        rc = (strncmp(value, "unix:", 5) && strncmp(value, "inet:", 5))
+                 ? -1
+                 : config_string(value, c->milter_listen);
+    else if (!strcmp(section, "milter") && !strcmp(name, "workers"))
+        rc = config_unsigned(value, &c->milter_workers) || c->milter_workers == 0 ||
+             c->milter_workers > 1024;
+    else if (!strcmp(section, "milter") && !strcmp(name, "max_message_bytes"))
+        rc = config_unsigned(value, &c->max_message_bytes) || c->max_message_bytes < 1024;
+    else if (!strcmp(section, "gateway") && !strcmp(name, "node"))
+        rc = config_small_string(value, c->node, sizeof c->node);
+    else if (!strcmp(section, "gateway") && !strcmp(name, "capture"))
+        rc = config_bool(value, &c->capture);
+    else if (!strcmp(section, "gateway") && !strcmp(name, "capture_dir"))
+        rc = config_string(value, c->capture_dir);
+    else if (!strcmp(section, "greylist") && !strcmp(name, "enabled"))
+        rc = config_bool(value, &c->greylist_enabled);
+    else if (!strcmp(section, "greylist") && !strcmp(name, "delay_s"))
+        rc = config_unsigned(value, &c->greylist_delay_s);
+    else if (!strcmp(section, "greylist") && !strcmp(name, "window_s"))
+        rc = config_unsigned(value, &c->greylist_window_s) || c->greylist_window_s == 0;
+    else if (!strcmp(section, "greylist") && !strcmp(name, "pass_ttl_s"))
+        rc = config_unsigned(value, &c->greylist_pass_ttl_s);
+    else if (!strcmp(section, "ratelimit") && !strcmp(name, "enabled"))
+        rc = config_bool(value, &c->ratelimit_enabled);
+    else if (!strcmp(section, "ratelimit") && !strcmp(name, "client_ip"))
+        rc = config_small_string(value, c->ratelimit_client_ip, sizeof c->ratelimit_client_ip);
+    else if (!strcmp(section, "ratelimit") && !strcmp(name, "sender_domain"))
+        rc = config_small_string(value, c->ratelimit_sender_domain,
+                                 sizeof c->ratelimit_sender_domain);
+    else if (!strcmp(section, "ratelimit") && !strcmp(name, "recipient"))
+        rc = config_small_string(value, c->ratelimit_recipient, sizeof c->ratelimit_recipient);
     else if (!strcmp(section, "reputation") && !strcmp(name, "enabled"))
         rc = config_bool(value, &c->reputation_enabled);
     else if (!strcmp(section, "reputation") && !strcmp(name, "min_volume"))

@@ -30,6 +30,24 @@
  *   timeout_ms = 2000                ; per query
  *   cache_entries = 4096             ; per scanning thread
  *   budget_ms = 3000                 ; all DNS of one scan together
+ *   [milter]
+ *   listen = unix:var/milter.sock    ; or inet:127.0.0.1:11432
+ *   workers = 8
+ *   max_message_bytes = 52428800     ; bigger messages: 552 at end of data
+ *   [gateway]
+ *   node =                           ; this node's name in the message log (default: hostname)
+ *   capture = yes                    ; keep raw messages for preview and training
+ *   capture_dir = var/capture
+ *   [greylist]
+ *   enabled = no
+ *   delay_s = 300                    ; a retry is accepted this long after the first attempt
+ *   window_s = 14400                 ; ... and until this long after it
+ *   pass_ttl_s = 3110400             ; a passed triplet passes at once for 36 days
+ *   [ratelimit]
+ *   enabled = no
+ *   client_ip = 600/1h               ; LIMIT/WINDOW (s, m, h, d); 0 turns one off
+ *   sender_domain = 2000/1h
+ *   recipient = 500/1h
  *   [reputation]
  *   enabled = yes
  *   min_volume = 5                   ; verdicts in 24 h before an entity scores
@@ -63,6 +81,20 @@ struct config {
     unsigned dns_timeout_ms;
     unsigned dns_cache_entries;
     unsigned dns_budget_ms;
+    char milter_listen[CONFIG_MAX_VALUE];
+    unsigned milter_workers;
+    unsigned max_message_bytes;
+    char node[128];
+    bool capture;
+    char capture_dir[CONFIG_MAX_VALUE];
+    bool greylist_enabled;
+    unsigned greylist_delay_s;
+    unsigned greylist_window_s;
+    unsigned greylist_pass_ttl_s;
+    bool ratelimit_enabled;
+    char ratelimit_client_ip[64];
+    char ratelimit_sender_domain[64];
+    char ratelimit_recipient[64];
     bool reputation_enabled;
     unsigned reputation_min_volume;
     unsigned reputation_full_volume;

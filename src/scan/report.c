@@ -56,8 +56,6 @@ static void report_json_number(struct buf *out, double v)
 
 void report_json(struct buf *out, const struct scan_result *r, const char *file)
 {
-    size_t i, j;
-
     buf_append_char(out, '{');
     if (file) {
         buf_append_str(out, "\"file\":");
@@ -75,7 +73,16 @@ void report_json(struct buf *out, const struct scan_result *r, const char *file)
     buf_append_str(out, "},\"decided_by\":");
     buf_append_json_string(out, r->decided_by, strlen(r->decided_by));
     if (r->bayes_ready) buf_printf(out, ",\"bayes\":{\"p_spam\":%.6f}", r->bayes_p_spam);
-    buf_append_str(out, ",\"symbols\":[");
+    buf_append_str(out, ",\"symbols\":");
+    report_json_symbols(out, r);
+    buf_append_char(out, '}');
+}
+
+void report_json_symbols(struct buf *out, const struct scan_result *r)
+{
+    size_t i, j;
+
+    buf_append_char(out, '[');
     for (i = 0; i < r->n_hits; i++) {
         const struct symbol_hit *h = &r->hits[i];
         const struct symbol_def *d = symbols_get(r->symbols, h->id);
@@ -95,5 +102,5 @@ void report_json(struct buf *out, const struct scan_result *r, const char *file)
         }
         buf_append_str(out, "]}");
     }
-    buf_append_str(out, "]}");
+    buf_append_char(out, ']');
 }

@@ -15,5 +15,7 @@ struct scan_result;
 void report_text(struct buf *out, const struct scan_result *r);
 /* file may be NULL; when given it is included as "file". */
 void report_json(struct buf *out, const struct scan_result *r, const char *file);
+/* Only the "symbols" array of report_json(), e.g. for the message log. */
+void report_json_symbols(struct buf *out, const struct scan_result *r);
 
 #endif

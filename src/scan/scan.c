@@ -182,6 +182,11 @@ void scan_worker_free(struct scan_worker *w)
     free(w);
 }
 
+struct kv *scan_worker_kv(struct scan_worker *w)
+{
+    return scan_worker_bayes(w) ? w->kv : NULL;
+}
+
 void scan_worker_record_verdicts(struct scan_worker *w, bool on)
 {
     w->record_verdicts = on;

@@ -41,6 +41,9 @@ void scan_worker_free(struct scan_worker *w);
 /* Whether this worker records its verdicts into reputation (off by default: the
  * daemon turns it on; one-off scans from the command line should not teach). */
 void scan_worker_record_verdicts(struct scan_worker *w, bool on);
+/* The worker's state store (kv.h), opened on first use; NULL (with err_set) if it cannot be
+ * opened now. Greylisting and rate limits share it with Bayes and reputation. */
+struct kv *scan_worker_kv(struct scan_worker *w);
 /* The worker's Bayes classifier, or NULL (with err_set) if its store cannot be opened. */
 struct bayes *scan_worker_bayes(struct scan_worker *w);
 
