@@ -28,6 +28,8 @@
 #include "message/dump.h"
 #include "message/message.h"
 #include "message/source.h"
+#include "mta/gateway.h"
+#include "mta/quarantine_cmd.h"
 #include "scan/report.h"
 #include "scan/scan.h"
 #include "scan/settings_cmd.h"
@@ -37,6 +39,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +71,13 @@ static void usage(FILE *f)
             "                  learned messages per class, tokens and store size\n"
             "  rules check DIR load the *.cf rule files of DIR and count what loads and compiles\n"
             "  rules list      the rules scans run with this configuration (NAME KIND SCORE)\n"
+            "  quarantine list | show ID | release [--allow-sender] ID... | delete ID...\n"
+            "           | reject [--reason TEXT] ID... | purge [--older-than DAYS]\n"
+            "                  the messages held in Postfix's hold queue ([postfix]\n"
+            "                  config_directory); every action is audited\n"
+            "  serve [--pid-file FILE]\n"
+            "                  run the Postfix milter gateway in the foreground ([milter] listen,\n"
+            "                  default unix:var/milter.sock); SIGHUP reloads, SIGTERM stops\n"
             "  settings set SCOPE KEY VALUE [KEY VALUE]... | get SCOPE [KEY] | list [SCOPE]\n"
             "           | unset SCOPE KEY...\n"
             "                  per-domain and per-address thresholds and tagging; SCOPE is\n"
@@ -545,6 +555,30 @@ static int cmd_dump(int argc, char **argv)
     return 0;
 }
 
+/* Who runs a command, for the audit log: the user behind sudo, else the Unix user. */
+static const char *command_actor(void)
+{
+    const char *sudo = getenv("SUDO_USER");
+    struct passwd *pw;
+    if (getuid() == 0 && sudo && *sudo) return sudo;
+    pw = getpwuid(getuid());
+    return pw ? pw->pw_name : "unknown";
+}
+
+/* `serve [--pid-file FILE]`: the milter gateway in the foreground until SIGTERM. */
+static int cmd_serve(int argc, char **argv, const char *config_path)
+{
+    const char *pid_file = NULL;
+    if (argc == 3 && strcmp(argv[1], "--pid-file") == 0) {
+        pid_file = argv[2];
+    } else if (argc != 1) {
+        fprintf(stderr, "usage: mxwarden [-c mxwarden.conf] serve [--pid-file FILE]\n");
+        return EXIT_USAGE;
+    }
+    log_set_level(LOG_LEVEL_INFO); /* a daemon says what it does */
+    return gateway_serve(config_path, pid_file);
+}
+
 int main(int argc, char **argv)
 {
     const char *config_path = NULL;
@@ -584,6 +618,15 @@ int main(int argc, char **argv)
         status = cmd_stat(argc - 1, argv + 1);
     } else if (strcmp(argv[1], "rules") == 0) {
         status = cmd_rules(argc - 1, argv + 1);
+    } else if (strcmp(argv[1], "quarantine") == 0) {
+        struct quarantine_env qe = {
+            .db_uri = config.db_uri,
+            .postfix_config_dir = config.postfix_config_dir[0] ? config.postfix_config_dir : NULL,
+            .actor = command_actor(),
+            .retention_days = (int)config.quarantine_retention_days};
+        status = quarantine_command(argc - 1, argv + 1, &qe, stdout, stderr);
+    } else if (strcmp(argv[1], "serve") == 0) {
+        status = cmd_serve(argc - 1, argv + 1, config_path);
     } else if (strcmp(argv[1], "settings") == 0) {
         status = settings_command(argc - 1, argv + 1, config.db_uri, stdout, stderr);
     } else if (strcmp(argv[1], "dump") == 0) {

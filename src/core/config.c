@@ -43,16 +43,20 @@ void config_defaults(struct config *cfg)
     cfg->dns_cache_entries = 4096;
     cfg->dns_budget_ms = 3000;
     snprintf(cfg->milter_listen, sizeof cfg->milter_listen, "unix:var/milter.sock");
+    snprintf(cfg->milter_socket_group, sizeof cfg->milter_socket_group, "postfix");
     cfg->milter_workers = 8;
     cfg->max_message_bytes = 50u * 1024u * 1024u;
     cfg->capture = true;
     snprintf(cfg->capture_dir, sizeof cfg->capture_dir, "var/capture");
+    cfg->quarantine_retention_days = 30;
     cfg->greylist_delay_s = 300;
     cfg->greylist_window_s = 4 * 3600;
     cfg->greylist_pass_ttl_s = 36 * 86400;
     snprintf(cfg->ratelimit_client_ip, sizeof cfg->ratelimit_client_ip, "600/1h");
     snprintf(cfg->ratelimit_sender_domain, sizeof cfg->ratelimit_sender_domain, "2000/1h");
     snprintf(cfg->ratelimit_recipient, sizeof cfg->ratelimit_recipient, "500/1h");
+    cfg->dnsbl_enabled = true;
+    snprintf(cfg->dnsbl_disabled, sizeof cfg->dnsbl_disabled, "ivmsip ivmuri");
     cfg->reputation_enabled = true;
     cfg->reputation_min_volume = 5;
     cfg->reputation_full_volume = 100;
@@ -153,6 +157,8 @@ static int config_handler(void *user, const char *section, const char *name, con
         rc = (strncmp(value, "unix:", 5) && strncmp(value, "inet:", 5))
                  ? -1
                  : config_string(value, c->milter_listen);
+    else if (!strcmp(section, "milter") && !strcmp(name, "socket_group"))
+        rc = config_small_string(value, c->milter_socket_group, sizeof c->milter_socket_group);
     else if (!strcmp(section, "milter") && !strcmp(name, "workers"))
         rc = config_unsigned(value, &c->milter_workers) || c->milter_workers == 0 ||
              c->milter_workers > 1024;
@@ -164,6 +170,11 @@ static int config_handler(void *user, const char *section, const char *name, con
         rc = config_bool(value, &c->capture);
     else if (!strcmp(section, "gateway") && !strcmp(name, "capture_dir"))
         rc = config_string(value, c->capture_dir);
+    else if (!strcmp(section, "postfix") && !strcmp(name, "config_directory"))
+        rc = config_string(value, c->postfix_config_dir);
+    else if (!strcmp(section, "quarantine") && !strcmp(name, "retention_days"))
+        rc = config_unsigned(value, &c->quarantine_retention_days) ||
+             c->quarantine_retention_days == 0;
     else if (!strcmp(section, "greylist") && !strcmp(name, "enabled"))
         rc = config_bool(value, &c->greylist_enabled);
     else if (!strcmp(section, "greylist") && !strcmp(name, "delay_s"))
@@ -181,6 +192,12 @@ static int config_handler(void *user, const char *section, const char *name, con
                                  sizeof c->ratelimit_sender_domain);
     else if (!strcmp(section, "ratelimit") && !strcmp(name, "recipient"))
         rc = config_small_string(value, c->ratelimit_recipient, sizeof c->ratelimit_recipient);
+    else if (!strcmp(section, "dnsbl") && !strcmp(name, "enabled"))
+        rc = config_bool(value, &c->dnsbl_enabled);
+    else if (!strcmp(section, "dnsbl") && !strcmp(name, "lists"))
+        rc = config_string(value, c->dnsbl_lists);
+    else if (!strcmp(section, "dnsbl") && !strcmp(name, "disabled"))
+        rc = config_string(value, c->dnsbl_disabled);
     else if (!strcmp(section, "reputation") && !strcmp(name, "enabled"))
         rc = config_bool(value, &c->reputation_enabled);
     else if (!strcmp(section, "reputation") && !strcmp(name, "min_volume"))

@@ -32,12 +32,17 @@
  *   budget_ms = 3000                 ; all DNS of one scan together
  *   [milter]
  *   listen = unix:var/milter.sock    ; or inet:127.0.0.1:11432
+ *   socket_group = postfix           ; group of the unix socket (mode 0660), so smtpd can connect
  *   workers = 8
  *   max_message_bytes = 52428800     ; bigger messages: 552 at end of data
  *   [gateway]
  *   node =                           ; this node's name in the message log (default: hostname)
  *   capture = yes                    ; keep raw messages for preview and training
  *   capture_dir = var/capture
+ *   [postfix]
+ *   config_directory =               ; Postfix's -c DIR for queue operations; empty: the system's
+ *   [quarantine]
+ *   retention_days = 30              ; `quarantine purge` removes held mail older than this
  *   [greylist]
  *   enabled = no
  *   delay_s = 300                    ; a retry is accepted this long after the first attempt
@@ -48,6 +53,11 @@
  *   client_ip = 600/1h               ; LIMIT/WINDOW (s, m, h, d); 0 turns one off
  *   sender_domain = 2000/1h
  *   recipient = 500/1h
+ *   [dnsbl]
+ *   enabled = yes                    ; client IP and URL domains against DNS blocklists
+ *   lists =                          ; operator lists, replacing or adding to the defaults
+ *                                    ; (format in src/checks/dnsbl.h)
+ *   disabled = ivmsip ivmuri         ; these need a subscription: enable them once you have it
  *   [reputation]
  *   enabled = yes
  *   min_volume = 5                   ; verdicts in 24 h before an entity scores
@@ -82,11 +92,14 @@ struct config {
     unsigned dns_cache_entries;
     unsigned dns_budget_ms;
     char milter_listen[CONFIG_MAX_VALUE];
+    char milter_socket_group[64];
     unsigned milter_workers;
     unsigned max_message_bytes;
     char node[128];
     bool capture;
     char capture_dir[CONFIG_MAX_VALUE];
+    char postfix_config_dir[CONFIG_MAX_VALUE];
+    unsigned quarantine_retention_days;
     bool greylist_enabled;
     unsigned greylist_delay_s;
     unsigned greylist_window_s;
@@ -95,6 +108,9 @@ struct config {
     char ratelimit_client_ip[64];
     char ratelimit_sender_domain[64];
     char ratelimit_recipient[64];
+    bool dnsbl_enabled;
+    char dnsbl_lists[CONFIG_MAX_VALUE];
+    char dnsbl_disabled[CONFIG_MAX_VALUE];
     bool reputation_enabled;
     unsigned reputation_min_volume;
     unsigned reputation_full_volume;

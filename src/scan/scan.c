@@ -5,6 +5,7 @@
 #include "checks/allowlist.h"
 #include "checks/bayes_check.h"
 #include "checks/dns.h"
+#include "checks/dnsbl.h"
 #include "checks/heuristics.h"
 #include "checks/reputation.h"
 #include "checks/rule_engine.h"
@@ -42,6 +43,7 @@ struct scanner {
     struct settings_cache *settings;
     struct auth_ids auth;
     struct heuristics_ids heuristics;
+    struct dnsbl *dnsbl; /* NULL when off */
 };
 
 struct scan_worker {
@@ -108,6 +110,14 @@ struct scanner *scanner_new(const struct config *cfg)
     bayes_check_register(s->symbols, &s->bayes);
     auth_register(s->symbols, &s->auth);
     heuristics_register(s->symbols, &s->heuristics);
+    if (s->cfg.dnsbl_enabled) {
+        struct dnsbl_config dc = {.lists = s->cfg.dnsbl_lists, .disabled = s->cfg.dnsbl_disabled};
+        s->dnsbl = dnsbl_new(&dc);
+        if (s->dnsbl == NULL)
+            log_error("msg=\"[dnsbl] not usable; blocklists are off\" reason=\"%s\"", err_msg());
+        else if (dnsbl_register(s->dnsbl, s->symbols) != 0)
+            log_error("msg=\"blocklist symbols not registered\" reason=\"%s\"", err_msg());
+    }
     reputation_register(s->symbols, &s->reputation);
     s->reputation_cfg = reputation_config_default();
     s->reputation_cfg.min_volume = s->cfg.reputation_min_volume;
@@ -132,6 +142,7 @@ void scanner_free(struct scanner *s)
     rule_engine_free(s->engine);
     rules_free(s->rules);
     allowlist_free(s->allow);
+    dnsbl_free(s->dnsbl);
     settings_cache_free(s->settings);
     symbols_free(s->symbols);
     free(s);
@@ -157,14 +168,14 @@ struct scan_worker *scan_worker_new(const struct scanner *s)
     struct scan_worker *w = xcalloc(1, sizeof *w);
     w->scanner = s;
     w->rule_scratch = rule_scratch_new(s->engine);
-    if (s->cfg.auth_enabled) {
+    if (s->cfg.auth_enabled || s->dnsbl) {
         struct dns_config dc = {.port = (int)s->cfg.dns_port,
                                 .timeout_ms = s->cfg.dns_timeout_ms,
                                 .cache_entries = s->cfg.dns_cache_entries};
         snprintf(dc.server, sizeof dc.server, "%s", s->cfg.dns_server);
         w->dns = dns_resolver_new(&dc);
         if (w->dns == NULL)
-            log_error("msg=\"DNS resolver not started; SPF, DKIM and DMARC are off\" "
+            log_error("msg=\"DNS resolver not started; SPF, DKIM, DMARC and blocklists are off\" "
                       "reason=\"%s\"",
                       err_msg());
     }
@@ -283,9 +294,18 @@ struct scan *scan_message(struct scan_worker *w, const char *data, size_t len,
     sc->message = m;
     result_init(&sc->result, m->arena, s->symbols);
     structure_check(&s->structure, m, &sc->result);
-    if (w->dns) {
-        dns_begin_scan(w->dns, s->cfg.dns_budget_ms);
+    if (w->dns) dns_begin_scan(w->dns, s->cfg.dns_budget_ms);
+    if (w->dns && s->cfg.auth_enabled)
         auth_check(&s->auth, w->dns, m, data, len, &sc->result, &sc->auth);
+    if (w->dns && s->dnsbl) {
+        /* The client's address against the IP lists, the message's URL domains against the
+         * domain lists; all queries in parallel, within the scan's DNS budget. */
+        if (m->env.client_ip) {
+            struct dnsbl_lookup *l = dnsbl_ip_start(s->dnsbl, w->dns, m->env.client_ip);
+            dnsbl_lookup_collect(l, NULL, &sc->result);
+            dnsbl_lookup_free(l);
+        }
+        dnsbl_check_message_urls(s->dnsbl, w->dns, m, NULL, &sc->result);
     }
     heuristics_check(&s->heuristics, m, sc->auth.dkim_pass_domains, sc->auth.n_dkim_pass,
                      (long long)now, &sc->result);

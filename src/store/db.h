@@ -1,6 +1,6 @@
 /*
- * db - the records database: settings now; later the message log, labels,
- * the audit log, accounts and sender rules.
+ * db - the records database: settings, the message log, the audit log and
+ * sender rules; later labels and accounts.
  *
  * Backends implement one contract (struct db_ops in db_backend.h):
  *   - SQLite, the embedded default: "sqlite:PATH[?OPTION=VALUE&...]", e.g.
@@ -53,11 +53,18 @@ enum {
 
 #define DB_URI_DEFAULT "sqlite:var/mxwarden.db"
 /* The schema this binary reads and writes. */
-#define DB_SCHEMA_VERSION 1
+#define DB_SCHEMA_VERSION 2
 
 #define DB_MAX_SCOPE 400  /* bytes; "address:" + a 254-byte address fits with room */
 #define DB_MAX_KEY   64   /* bytes */
 #define DB_MAX_VALUE 1024 /* bytes */
+
+/* Limits of the message log, audit and sender-rule fields (bytes). */
+#define DB_MAX_FIELD   1024 /* node, queue id, client IP, HELO, sender, action, stage... */
+#define DB_MAX_SUBJECT 4096
+#define DB_MAX_TEXT    65536   /* reason, details, note, capture path */
+#define DB_MAX_JSON    4194304 /* recipients, symbols: 10,000 recipients fit */
+#define DB_PAGE_MAX    10000   /* rows per listing page */
 
 struct db;
 
@@ -130,5 +137,135 @@ int db_setting_delete(struct db *db, const char *scope, const char *key, bool *e
 
 /* The settings generation: 0 for a new database, +1 per successful write. */
 int db_settings_generation(struct db *db, int64_t *generation);
+
+/* ---- the message log ----
+ *
+ * One row per message that reached end-of-data, and per session refused
+ * earlier (stage connect, mail or rcpt, with the reason). Rows are written
+ * once and never updated; retention deletes them by age. Strings are valid
+ * UTF-8 without control characters (subject, symbols, reason: tabs allowed); a NULL
+ * string is stored as absent and read back as NULL. recipients is a JSON
+ * array of strings and symbols a JSON value (the scan report's symbols);
+ * this layer stores them as given after checking their size and encoding.
+ */
+
+struct db_message {
+    int64_t id;     /* assigned by db_message_insert(); ignored on insert */
+    int64_t time;   /* seconds since the epoch; 0 on insert: now */
+    char *node;     /* the gateway node that decided */
+    char *queue_id; /* Postfix queue id (macro i); NULL before DATA */
+    char *client_ip;
+    char *helo;
+    char *sender;     /* envelope sender, "" for the null sender */
+    char *recipients; /* JSON array text, e.g. ["a@example.org"] */
+    int64_t size_bytes;
+    char *subject;
+    double score;
+    char *action;       /* required: accept, tag, quarantine, reject, tempfail... */
+    char *decided_by;   /* what decided: "scan", "sender_rule", "greylist", ... */
+    char *symbols;      /* JSON text */
+    char *capture_path; /* where the raw message was captured, if it was */
+    char *stage;        /* required: "connect", "mail", "rcpt" or "data" */
+    char *reason;       /* why a session was refused early, or the reply text */
+};
+
+/* Rows of a listing; the list owns every string. Free with db_message_list_free(). */
+struct db_message_list {
+    struct db_message *items;
+    size_t n;
+};
+
+/*
+ * Appends msg to the log. The strings are only read (never kept or freed).
+ * *id (may be NULL) gets the row's id. DB_ERR before the database is touched
+ * if stage or action is missing or unknown, or a field is too long or not
+ * valid text.
+ */
+int db_message_insert(struct db *db, const struct db_message *msg, int64_t *id);
+
+/*
+ * The newest row with this queue id (Postfix reuses short ids over time).
+ * *found false and *out zeroed when there is none; otherwise *out owns its
+ * strings: free them with db_message_free(). *out is zeroed on entry.
+ */
+int db_message_get_by_queue_id(struct db *db, const char *queue_id, struct db_message *out,
+                               bool *found);
+
+/* Frees the strings of one row and zeroes it; NULL is a no-op. */
+void db_message_free(struct db_message *msg);
+
+/*
+ * Rows newest first (by time, then id), skipping offset rows, at most limit
+ * (1..DB_PAGE_MAX), into *out (emptied first; free it with
+ * db_message_list_free() whatever the result).
+ */
+int db_messages_list(struct db *db, size_t offset, size_t limit, struct db_message_list *out);
+void db_message_list_free(struct db_message_list *list);
+
+/* Deletes the rows whose time is before cutoff (seconds since the epoch); *deleted (may be
+ * NULL) gets how many. */
+int db_messages_delete_older_than(struct db *db, int64_t cutoff, int64_t *deleted);
+
+/* ---- the audit log ----
+ *
+ * Who did what to what, for every operator action (quarantine release,
+ * rule changes...). Append-only.
+ */
+
+struct db_audit {
+    int64_t id;
+    int64_t time;  /* seconds since the epoch */
+    char *actor;   /* a Unix user or console account */
+    char *action;  /* e.g. "quarantine.release" */
+    char *target;  /* e.g. a queue id; may be NULL */
+    char *details; /* free text or JSON; may be NULL */
+};
+
+struct db_audit_list {
+    struct db_audit *items;
+    size_t n;
+};
+
+/* Appends a row stamped now. actor and action are required; target and details may be NULL.
+ * *id (may be NULL) gets the row's id. */
+int db_audit_add(struct db *db, const char *actor, const char *action, const char *target,
+                 const char *details, int64_t *id);
+/* Rows newest first, paged like db_messages_list(). Free with db_audit_list_free(). */
+int db_audit_list(struct db *db, size_t offset, size_t limit, struct db_audit_list *out);
+void db_audit_list_free(struct db_audit_list *list);
+
+/* ---- sender rules ----
+ *
+ * Operator rules applied at MAIL FROM / connect: kind "address" (a whole
+ * envelope sender), "domain" (the sender's domain) or "ip" (the client
+ * address); action "allow" (skip spam actions) or "block" (refuse). One rule
+ * per (kind, value): adding an existing one replaces its action and note.
+ * Addresses and domains are stored in lower case (the domain part only of
+ * an address, whose local part may be case-sensitive).
+ */
+
+struct db_sender_rule {
+    int64_t id;
+    char *kind; /* "address", "domain" or "ip" */
+    char *value;
+    char *action;    /* "allow" or "block" */
+    char *note;      /* may be NULL */
+    int64_t created; /* seconds since the epoch of the last add */
+};
+
+struct db_sender_rule_list {
+    struct db_sender_rule *items;
+    size_t n;
+};
+
+/* Adds or replaces the rule for (kind, value). DB_ERR before the database is touched for an
+ * unknown kind or action, an empty or oversized value. *id (may be NULL) gets its id. */
+int db_sender_rule_add(struct db *db, const char *kind, const char *value, const char *action,
+                       const char *note, int64_t *id);
+/* Deletes rule id; *existed (may be NULL) says whether it was there. */
+int db_sender_rule_delete(struct db *db, int64_t id, bool *existed);
+/* Every rule ordered by kind, value. Free with db_sender_rule_list_free() whatever the result. */
+int db_sender_rule_list(struct db *db, struct db_sender_rule_list *out);
+void db_sender_rule_list_free(struct db_sender_rule_list *list);
 
 #endif

@@ -40,6 +40,26 @@ struct db_ops {
     int (*settings_write)(void *state, const struct db_setting_change *changes, size_t n,
                           int64_t expect_generation, int64_t now);
     int (*settings_generation)(void *state, int64_t *generation);
+
+    /* The message log. msg->time is set (the front fills in now). */
+    int (*message_insert)(void *state, const struct db_message *msg, int64_t *id);
+    /* out is zeroed and *found false on entry. */
+    int (*message_get_by_queue_id)(void *state, const char *queue_id, struct db_message *out,
+                                   bool *found);
+    /* out is empty on entry; 1 <= limit <= DB_PAGE_MAX. */
+    int (*messages_list)(void *state, size_t offset, size_t limit, struct db_message_list *out);
+    int (*messages_delete_older_than)(void *state, int64_t cutoff, int64_t *deleted);
+
+    /* The audit log; now is the row's time. */
+    int (*audit_add)(void *state, int64_t now, const char *actor, const char *action,
+                     const char *target, const char *details, int64_t *id);
+    int (*audit_list)(void *state, size_t offset, size_t limit, struct db_audit_list *out);
+
+    /* Sender rules; value is already normalised, now is the created time. */
+    int (*sender_rule_add)(void *state, int64_t now, const char *kind, const char *value,
+                           const char *action, const char *note, int64_t *id);
+    int (*sender_rule_delete)(void *state, int64_t id, bool *existed);
+    int (*sender_rule_list)(void *state, struct db_sender_rule_list *out);
 };
 
 extern const struct db_ops db_sqlite_ops;

@@ -46,6 +46,11 @@
 
 #define DB_SQLITE_BUSY_TIMEOUT_MS 5000
 
+/* The columns of a message-log row, in the order db_sqlite_message_row() reads them. */
+#define DB_SQLITE_MESSAGE_COLUMNS                                                                  \
+    "id, time, node, queue_id, client_ip, helo, sender, recipients, size, subject, score, "        \
+    "action, decided_by, symbols, capture_path, stage, reason"
+
 /* Migration i brings the schema from version i to i + 1; one transaction each. Never edit a
  * released migration: add the next one. */
 static const char *const db_sqlite_migrations[DB_SCHEMA_VERSION] = {
@@ -62,6 +67,47 @@ static const char *const db_sqlite_migrations[DB_SCHEMA_VERSION] = {
     "  value INTEGER NOT NULL"
     ") WITHOUT ROWID;"
     "INSERT INTO generations (name, value) VALUES ('settings', 0);",
+    /* 2: the message log, the audit log and sender rules. Ids are rowids (BIGSERIAL in a
+     * PostgreSQL backend); times are seconds since the epoch. */
+    "CREATE TABLE messages ("
+    "  id INTEGER PRIMARY KEY,"
+    "  time INTEGER NOT NULL,"
+    "  node TEXT,"
+    "  queue_id TEXT,"
+    "  client_ip TEXT,"
+    "  helo TEXT,"
+    "  sender TEXT,"
+    "  recipients TEXT,"
+    "  size INTEGER NOT NULL DEFAULT 0,"
+    "  subject TEXT,"
+    "  score REAL NOT NULL DEFAULT 0,"
+    "  action TEXT NOT NULL,"
+    "  decided_by TEXT,"
+    "  symbols TEXT,"
+    "  capture_path TEXT,"
+    "  stage TEXT NOT NULL CHECK (stage IN ('connect', 'mail', 'rcpt', 'data')),"
+    "  reason TEXT"
+    ");"
+    "CREATE INDEX messages_time ON messages (time);"
+    "CREATE INDEX messages_queue_id ON messages (queue_id);"
+    "CREATE TABLE audit ("
+    "  id INTEGER PRIMARY KEY,"
+    "  time INTEGER NOT NULL,"
+    "  actor TEXT NOT NULL,"
+    "  action TEXT NOT NULL,"
+    "  target TEXT,"
+    "  details TEXT"
+    ");"
+    "CREATE INDEX audit_time ON audit (time);"
+    "CREATE TABLE sender_rules ("
+    "  id INTEGER PRIMARY KEY,"
+    "  kind TEXT NOT NULL CHECK (kind IN ('address', 'domain', 'ip')),"
+    "  value TEXT NOT NULL,"
+    "  action TEXT NOT NULL CHECK (action IN ('allow', 'block')),"
+    "  note TEXT,"
+    "  created INTEGER NOT NULL,"
+    "  UNIQUE (kind, value)"
+    ");",
 };
 
 enum db_sqlite_stmt {
@@ -77,6 +123,16 @@ enum db_sqlite_stmt {
     ST_SETTING_DEL,
     ST_GENERATION_GET,
     ST_GENERATION_BUMP,
+    ST_MESSAGE_INSERT,
+    ST_MESSAGE_BY_QUEUE_ID,
+    ST_MESSAGES_LIST,
+    ST_MESSAGES_DELETE_OLDER,
+    ST_AUDIT_INSERT,
+    ST_AUDIT_LIST,
+    ST_SENDER_RULE_PUT,
+    ST_SENDER_RULE_ID,
+    ST_SENDER_RULE_DEL,
+    ST_SENDER_RULE_LIST,
     ST_COUNT
 };
 
@@ -97,6 +153,27 @@ static const char *const db_sqlite_sql[ST_COUNT] = {
     [ST_SETTING_DEL] = "DELETE FROM settings WHERE scope = ?1 AND key = ?2",
     [ST_GENERATION_GET] = "SELECT value FROM generations WHERE name = 'settings'",
     [ST_GENERATION_BUMP] = "UPDATE generations SET value = value + 1 WHERE name = 'settings'",
+    [ST_MESSAGE_INSERT] = "INSERT INTO messages (time, node, queue_id, client_ip, helo, sender, "
+                          "recipients, size, subject, score, action, decided_by, symbols, "
+                          "capture_path, stage, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                          "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    [ST_MESSAGE_BY_QUEUE_ID] = "SELECT " DB_SQLITE_MESSAGE_COLUMNS " FROM messages "
+                               "WHERE queue_id = ?1 ORDER BY time DESC, id DESC LIMIT 1",
+    [ST_MESSAGES_LIST] = "SELECT " DB_SQLITE_MESSAGE_COLUMNS " FROM messages "
+                         "ORDER BY time DESC, id DESC LIMIT ?2 OFFSET ?1",
+    [ST_MESSAGES_DELETE_OLDER] = "DELETE FROM messages WHERE time < ?1",
+    [ST_AUDIT_INSERT] = "INSERT INTO audit (time, actor, action, target, details) "
+                        "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_AUDIT_LIST] = "SELECT id, time, actor, action, target, details FROM audit "
+                      "ORDER BY time DESC, id DESC LIMIT ?2 OFFSET ?1",
+    [ST_SENDER_RULE_PUT] = "INSERT INTO sender_rules (kind, value, action, note, created) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (kind, value) DO UPDATE SET "
+                           "action = excluded.action, note = excluded.note, "
+                           "created = excluded.created",
+    [ST_SENDER_RULE_ID] = "SELECT id FROM sender_rules WHERE kind = ?1 AND value = ?2",
+    [ST_SENDER_RULE_DEL] = "DELETE FROM sender_rules WHERE id = ?1",
+    [ST_SENDER_RULE_LIST] = "SELECT id, kind, value, action, note, created FROM sender_rules "
+                            "ORDER BY kind, value",
 };
 
 struct db_sqlite {
@@ -493,6 +570,261 @@ static int db_sqlite_settings_generation(void *state, int64_t *generation)
     return db_sqlite_int(state, ST_GENERATION_GET, "read settings generation", generation);
 }
 
+/* ---- the message log, the audit log, sender rules ---- */
+
+/* A copy of a text column, or NULL for SQL NULL (absent stays absent). */
+static char *db_sqlite_column_or_null(sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    return t ? xstrndup((const char *)t, (size_t)sqlite3_column_bytes(st, col)) : NULL;
+}
+
+/* Binds s, or NULL for NULL; the statement reads s only until it is reset. */
+static void db_sqlite_bind_text(sqlite3_stmt *st, int index, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, index, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, index);
+}
+
+/* Fills out from the current row of a DB_SQLITE_MESSAGE_COLUMNS select. */
+static void db_sqlite_message_row(sqlite3_stmt *st, struct db_message *out)
+{
+    out->id = sqlite3_column_int64(st, 0);
+    out->time = sqlite3_column_int64(st, 1);
+    out->node = db_sqlite_column_or_null(st, 2);
+    out->queue_id = db_sqlite_column_or_null(st, 3);
+    out->client_ip = db_sqlite_column_or_null(st, 4);
+    out->helo = db_sqlite_column_or_null(st, 5);
+    out->sender = db_sqlite_column_or_null(st, 6);
+    out->recipients = db_sqlite_column_or_null(st, 7);
+    out->size_bytes = sqlite3_column_int64(st, 8);
+    out->subject = db_sqlite_column_or_null(st, 9);
+    out->score = sqlite3_column_double(st, 10);
+    out->action = db_sqlite_column_or_null(st, 11);
+    out->decided_by = db_sqlite_column_or_null(st, 12);
+    out->symbols = db_sqlite_column_or_null(st, 13);
+    out->capture_path = db_sqlite_column_or_null(st, 14);
+    out->stage = db_sqlite_column_or_null(st, 15);
+    out->reason = db_sqlite_column_or_null(st, 16);
+}
+
+/* Grows an array of items of item_size so that one more fits; *cap doubles. */
+static void *db_sqlite_grow(void *items, size_t n, size_t *cap, size_t item_size)
+{
+    if (n < *cap) return items;
+    *cap = *cap ? *cap * 2 : 32;
+    return xrealloc(items, *cap * item_size);
+}
+
+/* Runs a bound single-statement write (autocommit: one implicit transaction) and resets it. */
+static int db_sqlite_step_write(struct db_sqlite *s, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st);
+    db_sqlite_done(st);
+    if (rc != SQLITE_DONE) return db_sqlite_fail(s, rc, what);
+    return DB_OK;
+}
+
+static int db_sqlite_message_insert(void *state, const struct db_message *msg, int64_t *id)
+{
+    struct db_sqlite *s = state;
+    int code = DB_ERR, rc;
+    sqlite3_stmt *st = db_sqlite_stmt(s, ST_MESSAGE_INSERT, &code);
+    if (st == NULL) return code;
+    sqlite3_bind_int64(st, 1, msg->time);
+    db_sqlite_bind_text(st, 2, msg->node);
+    db_sqlite_bind_text(st, 3, msg->queue_id);
+    db_sqlite_bind_text(st, 4, msg->client_ip);
+    db_sqlite_bind_text(st, 5, msg->helo);
+    db_sqlite_bind_text(st, 6, msg->sender);
+    db_sqlite_bind_text(st, 7, msg->recipients);
+    sqlite3_bind_int64(st, 8, msg->size_bytes);
+    db_sqlite_bind_text(st, 9, msg->subject);
+    sqlite3_bind_double(st, 10, msg->score);
+    db_sqlite_bind_text(st, 11, msg->action);
+    db_sqlite_bind_text(st, 12, msg->decided_by);
+    db_sqlite_bind_text(st, 13, msg->symbols);
+    db_sqlite_bind_text(st, 14, msg->capture_path);
+    db_sqlite_bind_text(st, 15, msg->stage);
+    db_sqlite_bind_text(st, 16, msg->reason);
+    /* The connection belongs to one thread (db.h), so the last rowid is this insert's. */
+    rc = db_sqlite_step_write(s, st, "insert message");
+    if (rc == DB_OK) *id = sqlite3_last_insert_rowid(s->handle);
+    return rc;
+}
+
+static int db_sqlite_message_get_by_queue_id(void *state, const char *queue_id,
+                                             struct db_message *out, bool *found)
+{
+    struct db_sqlite *s = state;
+    int code = DB_ERR, rc;
+    sqlite3_stmt *st = db_sqlite_stmt(s, ST_MESSAGE_BY_QUEUE_ID, &code);
+    if (st == NULL) return code;
+    sqlite3_bind_text(st, 1, queue_id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        db_sqlite_message_row(st, out);
+        *found = true;
+        rc = SQLITE_DONE;
+    }
+    db_sqlite_done(st);
+    if (rc != SQLITE_DONE) return db_sqlite_fail(s, rc, "read message");
+    return DB_OK;
+}
+
+static int db_sqlite_messages_list(void *state, size_t offset, size_t limit,
+                                   struct db_message_list *out)
+{
+    struct db_sqlite *s = state;
+    int code = DB_ERR, rc;
+    size_t cap = 0;
+    sqlite3_stmt *st = db_sqlite_stmt(s, ST_MESSAGES_LIST, &code);
+    if (st == NULL) return code;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)offset);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        out->items = db_sqlite_grow(out->items, out->n, &cap, sizeof *out->items);
+        db_sqlite_message_row(st, &out->items[out->n++]);
+    }
+    db_sqlite_done(st);
+    if (rc != SQLITE_DONE) return db_sqlite_fail(s, rc, "list messages");
+    return DB_OK;
+}
+
+static int db_sqlite_messages_delete_older_than(void *state, int64_t cutoff, int64_t *deleted)
+{
+    struct db_sqlite *s = state;
+    int code = DB_ERR, rc;
+    sqlite3_stmt *st = db_sqlite_stmt(s, ST_MESSAGES_DELETE_OLDER, &code);
+    if (st == NULL) return code;
+    sqlite3_bind_int64(st, 1, cutoff);
+    rc = db_sqlite_step_write(s, st, "delete old messages");
+    if (rc == DB_OK) *deleted = sqlite3_changes64(s->handle);
+    return rc;
+}
+
+static int db_sqlite_audit_add(void *state, int64_t now, const char *actor, const char *action,
+                               const char *target, const char *details, int64_t *id)
+{
+    struct db_sqlite *s = state;
+    int code = DB_ERR, rc;
+    sqlite3_stmt *st = db_sqlite_stmt(s, ST_AUDIT_INSERT, &code);
+    if (st == NULL) return code;
+    sqlite3_bind_int64(st, 1, now);
+    db_sqlite_bind_text(st, 2, actor);
+    db_sqlite_bind_text(st, 3, action);
+    db_sqlite_bind_text(st, 4, target);
+    db_sqlite_bind_text(st, 5, details);
+    rc = db_sqlite_step_write(s, st, "add audit row");
+    if (rc == DB_OK) *id = sqlite3_last_insert_rowid(s->handle);
+    return rc;
+}
+
+static int db_sqlite_audit_list(void *state, size_t offset, size_t limit, struct db_audit_list *out)
+{
+    struct db_sqlite *s = state;
+    int code = DB_ERR, rc;
+    size_t cap = 0;
+    sqlite3_stmt *st = db_sqlite_stmt(s, ST_AUDIT_LIST, &code);
+    if (st == NULL) return code;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)offset);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct db_audit *row;
+        out->items = db_sqlite_grow(out->items, out->n, &cap, sizeof *out->items);
+        row = &out->items[out->n++];
+        row->id = sqlite3_column_int64(st, 0);
+        row->time = sqlite3_column_int64(st, 1);
+        row->actor = db_sqlite_column_or_null(st, 2);
+        row->action = db_sqlite_column_or_null(st, 3);
+        row->target = db_sqlite_column_or_null(st, 4);
+        row->details = db_sqlite_column_or_null(st, 5);
+    }
+    db_sqlite_done(st);
+    if (rc != SQLITE_DONE) return db_sqlite_fail(s, rc, "list audit rows");
+    return DB_OK;
+}
+
+static int db_sqlite_sender_rule_add(void *state, int64_t now, const char *kind, const char *value,
+                                     const char *action, const char *note, int64_t *id)
+{
+    struct db_sqlite *s = state;
+    int code = DB_ERR, rc;
+    sqlite3_stmt *st;
+
+    /* The upsert and the id read form one transaction: the id is that of the row written. */
+    rc = db_sqlite_run(s, ST_BEGIN_IMMEDIATE, "begin write");
+    if (rc != DB_OK) return rc;
+    st = db_sqlite_stmt(s, ST_SENDER_RULE_PUT, &code);
+    if (st == NULL) {
+        rc = code;
+        goto fail;
+    }
+    sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, action, -1, SQLITE_STATIC);
+    db_sqlite_bind_text(st, 4, note);
+    sqlite3_bind_int64(st, 5, now);
+    rc = db_sqlite_step_write(s, st, "write sender rule");
+    if (rc != DB_OK) goto fail;
+    st = db_sqlite_stmt(s, ST_SENDER_RULE_ID, &code);
+    if (st == NULL) {
+        rc = code;
+        goto fail;
+    }
+    sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *id = sqlite3_column_int64(st, 0);
+    db_sqlite_done(st);
+    if (rc != SQLITE_ROW) {
+        rc = db_sqlite_fail(s, rc, "read sender rule id");
+        goto fail;
+    }
+    rc = db_sqlite_run(s, ST_COMMIT, "commit");
+    if (rc == DB_OK) return DB_OK;
+fail:
+    db_sqlite_rollback(s);
+    return rc;
+}
+
+static int db_sqlite_sender_rule_delete(void *state, int64_t id, bool *existed)
+{
+    struct db_sqlite *s = state;
+    int code = DB_ERR, rc;
+    sqlite3_stmt *st = db_sqlite_stmt(s, ST_SENDER_RULE_DEL, &code);
+    if (st == NULL) return code;
+    sqlite3_bind_int64(st, 1, id);
+    rc = db_sqlite_step_write(s, st, "delete sender rule");
+    if (rc == DB_OK) *existed = sqlite3_changes64(s->handle) > 0;
+    return rc;
+}
+
+static int db_sqlite_sender_rule_list(void *state, struct db_sender_rule_list *out)
+{
+    struct db_sqlite *s = state;
+    int code = DB_ERR, rc;
+    size_t cap = 0;
+    sqlite3_stmt *st = db_sqlite_stmt(s, ST_SENDER_RULE_LIST, &code);
+    if (st == NULL) return code;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct db_sender_rule *row;
+        out->items = db_sqlite_grow(out->items, out->n, &cap, sizeof *out->items);
+        row = &out->items[out->n++];
+        row->id = sqlite3_column_int64(st, 0);
+        row->kind = db_sqlite_column_or_null(st, 1);
+        row->value = db_sqlite_column_or_null(st, 2);
+        row->action = db_sqlite_column_or_null(st, 3);
+        row->note = db_sqlite_column_or_null(st, 4);
+        row->created = sqlite3_column_int64(st, 5);
+    }
+    db_sqlite_done(st);
+    if (rc != SQLITE_DONE) return db_sqlite_fail(s, rc, "list sender rules");
+    return DB_OK;
+}
+
 const struct db_ops db_sqlite_ops = {
     .name = "sqlite",
     .open = db_sqlite_open,
@@ -502,4 +834,13 @@ const struct db_ops db_sqlite_ops = {
     .setting_list = db_sqlite_setting_list,
     .settings_write = db_sqlite_settings_write,
     .settings_generation = db_sqlite_settings_generation,
+    .message_insert = db_sqlite_message_insert,
+    .message_get_by_queue_id = db_sqlite_message_get_by_queue_id,
+    .messages_list = db_sqlite_messages_list,
+    .messages_delete_older_than = db_sqlite_messages_delete_older_than,
+    .audit_add = db_sqlite_audit_add,
+    .audit_list = db_sqlite_audit_list,
+    .sender_rule_add = db_sqlite_sender_rule_add,
+    .sender_rule_delete = db_sqlite_sender_rule_delete,
+    .sender_rule_list = db_sqlite_sender_rule_list,
 };

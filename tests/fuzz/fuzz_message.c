@@ -24,7 +24,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     /* An empty private token store: the Bayes path runs, nothing is learned. */
     config_defaults(&cfg);
-    cfg.auth_enabled = false; /* no DNS here; test_auth covers it on a local server */
+    cfg.auth_enabled = false;
+    cfg.dnsbl_enabled = false; /* test_dnsbl covers it on a local server */
     snprintf(cfg.kv_uri, sizeof cfg.kv_uri, "lmdb:/tmp/mxw-fuzz-%d.lmdb", (int)getpid());
     message_library_init();
     fuzz_scanner = scanner_new(&cfg);

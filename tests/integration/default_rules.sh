@@ -7,7 +7,7 @@
 # Also: no scored rule of ours is left without a sample that fires it.
 . "${MXW_SOURCE_DIR:?}/tests/support/cli.sh"
 data=$top/tests/data/rules
-printf '[auth]\nenabled = no\n[rules]\npaths = %s/rules\ncache_dir = %s/cache\n' "$top" "$work" \
+printf '[auth]\nenabled = no\n[dnsbl]\nenabled = no\n[rules]\npaths = %s/rules\ncache_dir = %s/cache\n' "$top" "$work" \
     >"$work/mxwarden.conf"
 
 header() { # FILE NAME: the first value of header NAME, unfolded

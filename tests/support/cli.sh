@@ -11,4 +11,4 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 # directory): stores under var/ there, and no SPF/DKIM/DMARC, whose DNS answers would
 # depend on the machine's network (tests/unit/test_auth.c covers them on a local server).
 cd "$work"
-printf '[auth]\nenabled = no\n' >"$work/mxwarden.conf"
+printf '[auth]\nenabled = no\n[dnsbl]\nenabled = no\n' >"$work/mxwarden.conf"

@@ -307,7 +307,8 @@ int main(void)
     close(fd);
     unlink(store);
     config_defaults(&cfg);
-    cfg.auth_enabled = false; /* no DNS here; test_auth covers it on a local server */
+    cfg.auth_enabled = false;
+    cfg.dnsbl_enabled = false; /* test_dnsbl covers it on a local server */
     snprintf(cfg.kv_uri, sizeof cfg.kv_uri, "lmdb:%s", store);
     message_library_init();
     scanner = scanner_new(&cfg);

@@ -77,7 +77,8 @@ static struct scan *scan_topic(struct scan_worker *w, const char *topic, int ser
 static void redis_config(struct config *cfg)
 {
     config_defaults(cfg);
-    cfg->auth_enabled = false; /* no DNS here */
+    cfg->auth_enabled = false;
+    cfg->dnsbl_enabled = false; /* no DNS here */
     snprintf(cfg->kv_uri, sizeof cfg->kv_uri, "redis://127.0.0.1:%d/0", redis.port);
     cfg->bayes_min_learns = 3;
 }
@@ -160,6 +161,7 @@ static void test_autolearn_teaches_unlearned_mail_only(void **state)
     assert_non_null(mkdtemp(dir));
     config_defaults(&cfg);
     cfg.auth_enabled = false;
+    cfg.dnsbl_enabled = false;
     snprintf(cfg.kv_uri, sizeof cfg.kv_uri, "lmdb:%s/tokens.lmdb", dir);
     cfg.autolearn = true;
     cfg.autolearn_spam = -1.0; /* every scored message is "spam" for autolearn here */

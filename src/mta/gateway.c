@@ -1,0 +1,707 @@
+/*
+ * gateway - the milter application behind `mxwarden serve`. See gateway.h.
+ *
+ * Shared state (struct gateway): the configuration, the scanner and the
+ * sender rules, replaced together on reload under `lock` (workers hold it for
+ * reading while they use them) and numbered by `generation`. Per worker
+ * thread (struct gw_thread, thread-local): a scan worker of the current
+ * generation, the records database connection and nothing else; they are
+ * rebuilt when the generation changes.
+ *
+ * Per connection (struct gw_session, the milter session's app_data): the
+ * client, the envelope and the message as it arrives. The raw message is
+ * rebuilt as "Name: value\r\n" lines, a blank line and the body chunks,
+ * which is what Postfix received minus the Received: header it is adding.
+ */
+#include "mta/gateway.h"
+#include "checks/greylist.h"
+#include "checks/ratelimit.h"
+#include "checks/sender_rules.h"
+#include "checks/symbols.h"
+#include "core/buf.h"
+#include "core/config.h"
+#include "core/file.h"
+#include "core/log.h"
+#include "core/xalloc.h"
+#include "mta/milter.h"
+#include "scan/report.h"
+#include "scan/scan.h"
+#include "store/capture.h"
+#include "store/db.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+/* What a reload replaces, shared by reference: freed when the last user lets go. */
+struct gw_gen {
+    int refs; /* the gateway's own, plus one per worker thread using it (atomic) */
+    struct config cfg;
+    struct scanner *scanner;
+    struct sender_rules *sender_rules;
+    struct greylist_config greylist;
+    struct ratelimit_config ratelimit;
+};
+
+struct gateway {
+    pthread_mutex_t lock; /* guards gen (the pointer) */
+    struct gw_gen *gen;
+    const char *config_path;
+    char listen[CONFIG_MAX_VALUE]; /* fixed at start */
+    char node[128];
+};
+
+/* A worker thread's own state, freed when the thread exits (pthread key destructor). */
+struct gw_thread {
+    struct gw_gen *gen;
+    struct scan_worker *worker;
+    struct db *db;
+};
+
+static pthread_key_t thread_key;
+static pthread_once_t thread_key_once = PTHREAD_ONCE_INIT;
+
+struct gw_session {
+    char client_ip[64];
+    char helo[256];
+    bool client_allowed; /* a sender rule allows the client address */
+    bool sender_allowed; /* ... or the sender */
+    char *sender;        /* without <>; "" for the null sender; NULL before MAIL */
+    char **rcpt;
+    size_t n_rcpt;
+    struct buf raw;
+    bool too_big;
+};
+
+/* ----------------------------------------------------------- helpers -- */
+
+/* "<a@b>" -> "a@b" (a copy); NULL input gives "". */
+static char *strip_brackets(const char *arg)
+{
+    size_t n;
+    if (arg == NULL) return xstrdup("");
+    while (*arg == ' ')
+        arg++;
+    n = strlen(arg);
+    if (n >= 2 && arg[0] == '<' && arg[n - 1] == '>') return xstrndup(arg + 1, n - 2);
+    return xstrdup(arg);
+}
+
+static void session_reset_message(struct gw_session *gs)
+{
+    size_t i;
+    free(gs->sender);
+    gs->sender = NULL;
+    for (i = 0; i < gs->n_rcpt; i++)
+        free(gs->rcpt[i]);
+    free(gs->rcpt);
+    gs->rcpt = NULL;
+    gs->n_rcpt = 0;
+    buf_clear(&gs->raw);
+    gs->too_big = false;
+    gs->sender_allowed = false;
+}
+
+static void gen_release(struct gw_gen *gen)
+{
+    if (gen == NULL || __atomic_sub_fetch(&gen->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    sender_rules_free(gen->sender_rules);
+    scanner_free(gen->scanner);
+    free(gen);
+}
+
+static void thread_state_free(void *p)
+{
+    struct gw_thread *t = p;
+    scan_worker_free(t->worker); /* before its scanner can go */
+    db_close(t->db);
+    gen_release(t->gen);
+    free(t);
+}
+
+static void thread_key_create(void)
+{
+    if (pthread_key_create(&thread_key, thread_state_free) != 0)
+        log_fatal("msg=\"cannot create the thread key\"");
+}
+
+/*
+ * The calling thread's state, moved to the gateway's current generation if a
+ * reload happened: the old scan worker goes first, then the thread's reference
+ * on the old generation, so a scanner is freed only after its last worker.
+ */
+static struct gw_thread *thread_state(struct gateway *g)
+{
+    struct gw_thread *t;
+    pthread_once(&thread_key_once, thread_key_create);
+    t = pthread_getspecific(thread_key);
+    if (t == NULL) {
+        t = xcalloc(1, sizeof *t);
+        pthread_setspecific(thread_key, t);
+    }
+    pthread_mutex_lock(&g->lock);
+    if (t->gen != g->gen) {
+        scan_worker_free(t->worker);
+        t->worker = NULL;
+        db_close(t->db);
+        t->db = NULL;
+        gen_release(t->gen);
+        t->gen = g->gen;
+        __atomic_add_fetch(&t->gen->refs, 1, __ATOMIC_ACQ_REL);
+    }
+    pthread_mutex_unlock(&g->lock);
+    if (t->worker == NULL) {
+        t->worker = scan_worker_new(t->gen->scanner);
+        scan_worker_record_verdicts(t->worker, true);
+    }
+    if (t->db == NULL && db_open(t->gen->cfg.db_uri, &t->db) != DB_OK) {
+        log_warn("msg=\"records database not available\" db=%s reason=\"%s\"", t->gen->cfg.db_uri,
+                 err_msg());
+        t->db = NULL;
+    }
+    return t;
+}
+
+static char *json_array_of(char **items, size_t n)
+{
+    struct buf b = {0};
+    size_t i;
+    buf_append_char(&b, '[');
+    for (i = 0; i < n; i++) {
+        if (i) buf_append_char(&b, ',');
+        buf_append_json_string(&b, items[i], strlen(items[i]));
+    }
+    buf_append_char(&b, ']');
+    return buf_release(&b);
+}
+
+/* A row for a session refused before end of data. */
+static void log_refusal(struct gw_thread *t, struct gateway *g, struct gw_session *gs,
+                        const char *stage, const char *decided_by, const char *reason)
+{
+    struct db_message row = {0};
+    char *rcpt = json_array_of(gs->rcpt, gs->n_rcpt);
+    row.node = g->node;
+    row.client_ip = gs->client_ip;
+    row.helo = gs->helo;
+    row.sender = gs->sender;
+    row.recipients = rcpt;
+    row.action = (char *)(reason[0] == '4' ? "tempfail" : "reject");
+    row.decided_by = (char *)decided_by;
+    row.stage = (char *)stage;
+    row.reason = (char *)reason;
+    log_info("msg=\"refused\" stage=%s client=%s sender=\"%s\" by=%s reply=\"%s\"", stage,
+             gs->client_ip, gs->sender ? gs->sender : "", decided_by, reason);
+    if (t->db && db_message_insert(t->db, &row, NULL) != DB_OK)
+        log_warn("msg=\"message log not written\" reason=\"%s\"", err_msg());
+    free(rcpt);
+}
+
+/* ------------------------------------------------------ milter stages -- */
+
+static struct milter_reply on_connect(struct milter_session *s, const char *host, int family,
+                                      const char *addr, unsigned port)
+{
+    struct gateway *g = s->app;
+    struct gw_session *gs = xcalloc(1, sizeof *gs);
+    struct milter_reply reply = milter_reply_of(MILTER_CONTINUE);
+    const struct sender_rule *rule = NULL;
+    struct gw_thread *t;
+    (void)host;
+    (void)port;
+    s->app_data = gs;
+    if (family == MILTER_FAMILY_INET || family == MILTER_FAMILY_INET6)
+        snprintf(gs->client_ip, sizeof gs->client_ip, "%s", addr);
+
+    t = thread_state(g);
+    if (gs->client_ip[0]) {
+        enum sender_rule_action a =
+            sender_rules_check_ip(t->gen->sender_rules, gs->client_ip, &rule);
+        if (a == SENDER_RULE_BLOCK) {
+            reply = milter_reply_code("554", "5.7.1", "Access denied for %s", gs->client_ip);
+            log_refusal(t, g, gs, "connect", "sender_rule", reply.text);
+        } else if (a == SENDER_RULE_ALLOW) {
+            gs->client_allowed = true;
+        } else if (t->gen->cfg.ratelimit_enabled) {
+            struct ratelimit_result rr;
+            if (ratelimit_check(&t->gen->ratelimit, scan_worker_kv(t->worker), RATELIMIT_CLIENT_IP,
+                                gs->client_ip, time(NULL), &rr) == RATELIMIT_EXCEEDED) {
+                reply = milter_reply_of(MILTER_REPLY);
+                snprintf(reply.text, sizeof reply.text, "%s", rr.reply);
+                log_refusal(t, g, gs, "connect", "rate_limit", reply.text);
+            }
+        }
+    }
+    return reply;
+}
+
+static struct milter_reply on_helo(struct milter_session *s, const char *name)
+{
+    struct gw_session *gs = s->app_data;
+    snprintf(gs->helo, sizeof gs->helo, "%s", name);
+    return milter_reply_of(MILTER_CONTINUE);
+}
+
+static struct milter_reply on_mail(struct milter_session *s, const char *const *args, size_t n)
+{
+    struct gateway *g = s->app;
+    struct gw_session *gs = s->app_data;
+    struct milter_reply reply = milter_reply_of(MILTER_CONTINUE);
+    const struct sender_rule *rule = NULL;
+    struct gw_thread *t = thread_state(g);
+    enum sender_rule_action a;
+
+    session_reset_message(gs);
+    gs->sender = strip_brackets(n ? args[0] : NULL);
+    a = gs->sender[0] ? sender_rules_check_sender(t->gen->sender_rules, gs->sender, &rule)
+                      : SENDER_RULE_NONE;
+    if (a == SENDER_RULE_BLOCK) {
+        reply = milter_reply_code("550", "5.7.1", "Sender %s is blocked by policy", gs->sender);
+        log_refusal(t, g, gs, "mail", "sender_rule", reply.text);
+    } else if (a == SENDER_RULE_ALLOW) {
+        gs->sender_allowed = true;
+    } else if (t->gen->cfg.ratelimit_enabled && !gs->client_allowed && gs->sender[0]) {
+        struct ratelimit_result rr;
+        if (ratelimit_check(&t->gen->ratelimit, scan_worker_kv(t->worker), RATELIMIT_SENDER_DOMAIN,
+                            gs->sender, time(NULL), &rr) == RATELIMIT_EXCEEDED) {
+            reply = milter_reply_of(MILTER_REPLY);
+            snprintf(reply.text, sizeof reply.text, "%s", rr.reply);
+            log_refusal(t, g, gs, "mail", "rate_limit", reply.text);
+        }
+    }
+    return reply;
+}
+
+static struct milter_reply on_rcpt(struct milter_session *s, const char *const *args, size_t n)
+{
+    struct gateway *g = s->app;
+    struct gw_session *gs = s->app_data;
+    struct milter_reply reply = milter_reply_of(MILTER_CONTINUE);
+    char *rcpt = strip_brackets(n ? args[0] : NULL);
+    bool exempt =
+        gs->client_allowed || gs->sender_allowed || milter_macro(s, "{auth_authen}") != NULL;
+    time_t now = time(NULL);
+    struct gw_thread *t = thread_state(g);
+    const struct config *cfg = &t->gen->cfg;
+
+    if (!exempt && (cfg->ratelimit_enabled || cfg->greylist_enabled)) {
+        struct kv *kv = scan_worker_kv(t->worker);
+        struct ratelimit_result rr;
+        struct greylist_result gr;
+        if (cfg->ratelimit_enabled && ratelimit_check(&t->gen->ratelimit, kv, RATELIMIT_RECIPIENT,
+                                                      rcpt, now, &rr) == RATELIMIT_EXCEEDED) {
+            reply = milter_reply_of(MILTER_REPLY);
+            snprintf(reply.text, sizeof reply.text, "%s", rr.reply);
+            log_refusal(t, g, gs, "rcpt", "rate_limit", reply.text);
+        } else if (cfg->greylist_enabled && gs->client_ip[0] &&
+                   greylist_check(&t->gen->greylist, kv, gs->client_ip,
+                                  gs->sender ? gs->sender : "", rcpt, now,
+                                  &gr) == GREYLIST_GREYLISTED) {
+            reply = milter_reply_of(MILTER_REPLY);
+            snprintf(reply.text, sizeof reply.text, "%s", gr.reply);
+            log_refusal(t, g, gs, "rcpt", "greylist", reply.text);
+        }
+    }
+    if (reply.verdict == MILTER_CONTINUE) {
+        gs->rcpt = xrealloc(gs->rcpt, (gs->n_rcpt + 1) * sizeof *gs->rcpt);
+        gs->rcpt[gs->n_rcpt++] = rcpt;
+    } else {
+        free(rcpt);
+    }
+    return reply;
+}
+
+static struct milter_reply on_header(struct milter_session *s, const char *name, const char *value)
+{
+    struct gw_thread *t = thread_state(s->app);
+    struct gw_session *gs = s->app_data;
+    const char *p;
+    if (gs->too_big) return milter_reply_of(MILTER_CONTINUE);
+    buf_append_str(&gs->raw, name);
+    buf_append_str(&gs->raw, ": ");
+    /* Folded lines arrive as "\n\t": give them back their CR. */
+    for (p = value; *p; p++) {
+        if (*p == '\n' && (p == value || p[-1] != '\r')) buf_append_char(&gs->raw, '\r');
+        buf_append_char(&gs->raw, *p);
+    }
+    buf_append_str(&gs->raw, "\r\n");
+    if (gs->raw.len > t->gen->cfg.max_message_bytes) gs->too_big = true;
+    return milter_reply_of(MILTER_CONTINUE);
+}
+
+static struct milter_reply on_eoh(struct milter_session *s)
+{
+    struct gw_session *gs = s->app_data;
+    buf_append_str(&gs->raw, "\r\n");
+    return milter_reply_of(MILTER_CONTINUE);
+}
+
+static struct milter_reply on_body(struct milter_session *s, const unsigned char *chunk, size_t len)
+{
+    struct gw_thread *t = thread_state(s->app);
+    struct gw_session *gs = s->app_data;
+    if (gs->too_big || gs->raw.len + len > t->gen->cfg.max_message_bytes) {
+        gs->too_big = true;
+        return milter_reply_of(MILTER_CONTINUE);
+    }
+    buf_append(&gs->raw, chunk, len);
+    return milter_reply_of(MILTER_CONTINUE);
+}
+
+/* "Yes, score=13.20 required=6.00 tests=A,B" as SpamAssassin's X-Spam-Status reads. */
+static void status_header(struct buf *out, const struct scan_result *r, bool spam)
+{
+    size_t i;
+    buf_printf(out, "%s, score=%.2f required=%.2f tests=", spam ? "Yes" : "No", r->score,
+               r->thresholds.tag);
+    for (i = 0; i < r->n_hits; i++) {
+        const struct symbol_def *d = symbols_get(r->symbols, r->hits[i].id);
+        if (r->hits[i].score == 0) continue;
+        if (out->len && out->data[out->len - 1] != '=') buf_append_char(out, ',');
+        buf_append_str(out, d->name);
+    }
+}
+
+/* The X-Spam-Report value: one folded line per scoring symbol, as SpamAssassin lays it out. */
+static void report_header(struct buf *out, const struct scan_result *r)
+{
+    size_t i;
+    for (i = 0; i < r->n_hits; i++) {
+        const struct symbol_def *d = symbols_get(r->symbols, r->hits[i].id);
+        if (r->hits[i].score == 0) continue;
+        buf_printf(out, "\n\t* %5.2f %s %s", r->hits[i].score, d->name, d->description);
+    }
+}
+
+static const char *find_header(const struct message *m, const char *name)
+{
+    size_t i;
+    for (i = 0; i < m->n_headers; i++)
+        if (strcasecmp(m->headers[i].name, name) == 0) return m->headers[i].value;
+    return NULL;
+}
+
+static struct milter_reply on_eom(struct milter_session *s, struct milter_actions *actions)
+{
+    struct gateway *g = s->app;
+    struct gw_session *gs = s->app_data;
+    struct milter_reply reply = milter_reply_of(MILTER_CONTINUE);
+    struct envelope env = {0};
+    struct gw_thread *t;
+    const struct config *cfg;
+    struct scan *sc;
+    struct scan_result *r;
+    struct buf hdr = {0}, symbols = {0};
+    struct db_message row = {0};
+    const char *queue_id = milter_macro(s, "i");
+    char *rcpt_json, capture_rel[CAPTURE_REL_MAX] = "", id[64];
+    enum scan_action action;
+    time_t now = time(NULL);
+
+    t = thread_state(g);
+    cfg = &t->gen->cfg;
+    if (gs->too_big) {
+        reply = milter_reply_code("552", "5.3.4", "Message too big (limit %u bytes)",
+                                  cfg->max_message_bytes);
+        log_refusal(t, g, gs, "data", "size_limit", reply.text);
+        session_reset_message(gs);
+        return reply;
+    }
+    env.mail_from = gs->sender;
+    env.rcpt = (const char *const *)gs->rcpt;
+    env.n_rcpt = gs->n_rcpt;
+    env.client_ip = gs->client_ip[0] ? gs->client_ip : NULL;
+    env.helo = gs->helo[0] ? gs->helo : NULL;
+    env.queue_id = queue_id;
+    env.arrival_unix = now;
+
+    sc = scan_message(t->worker, gs->raw.data ? gs->raw.data : "", gs->raw.len, &env);
+    r = &sc->result;
+    action = r->action;
+    /* An operator's allow rule skips the spam actions: the headers still tell. */
+    if ((gs->client_allowed || gs->sender_allowed) && action > ACTION_TAG) action = ACTION_TAG;
+
+    /* Capture what Postfix keeps (delivered or held), so it can be previewed and trained. */
+    if (cfg->capture && action != ACTION_REJECT) {
+        snprintf(id, sizeof id, "%s-%lld", queue_id ? queue_id : "noid", (long long)now);
+        if (capture_write(cfg->capture_dir, id, now, gs->raw.data ? gs->raw.data : "", gs->raw.len,
+                          capture_rel) != 0) {
+            log_warn("msg=\"capture failed\" queue_id=%s reason=\"%s\"", queue_id ? queue_id : "",
+                     err_msg());
+            capture_rel[0] = '\0';
+        }
+    }
+
+    report_json_symbols(&symbols, r);
+    rcpt_json = json_array_of(gs->rcpt, gs->n_rcpt);
+    row.time = now;
+    row.node = g->node;
+    row.queue_id = (char *)queue_id;
+    row.client_ip = gs->client_ip;
+    row.helo = gs->helo;
+    row.sender = gs->sender;
+    row.recipients = rcpt_json;
+    row.size_bytes = (int64_t)gs->raw.len;
+    row.subject = (char *)(sc->message->subject ? sc->message->subject : "");
+    row.score = r->score;
+    row.action = (char *)scan_action_name(action);
+    row.decided_by = (char *)r->decided_by;
+    row.symbols = symbols.data ? symbols.data : "[]";
+    row.capture_path = capture_rel[0] ? capture_rel : NULL;
+    row.stage = "data";
+    if (t->db == NULL || db_message_insert(t->db, &row, NULL) != DB_OK) {
+        /* Nothing is accepted that was not logged (DESIGN.md): the sender retries. */
+        log_error("msg=\"message log not written; tempfail\" queue_id=%s reason=\"%s\"",
+                  queue_id ? queue_id : "", t->db ? err_msg() : "no database");
+        reply = milter_reply_code("451", "4.3.0", "Temporary local problem, try again later");
+        goto out;
+    }
+
+    if (action == ACTION_REJECT) {
+        reply =
+            milter_reply_code("550", "5.7.1", "Message rejected as spam (score %.2f)", r->score);
+        goto out;
+    }
+    buf_printf(&hdr, "%.2f", r->score);
+    milter_add_header(actions, "X-Spam-Score", hdr.data);
+    buf_clear(&hdr);
+    status_header(&hdr, r, action >= ACTION_TAG);
+    milter_add_header(actions, "X-Spam-Status", hdr.data);
+    if (action >= ACTION_TAG && r->add_report_header) {
+        buf_clear(&hdr);
+        report_header(&hdr, r);
+        milter_add_header(actions, "X-Spam-Report", hdr.data);
+    }
+    if (action >= ACTION_TAG && r->subject_prefix && r->subject_prefix[0]) {
+        const char *subject = find_header(sc->message, "Subject");
+        buf_clear(&hdr);
+        buf_printf(&hdr, "%s %s", r->subject_prefix, subject ? subject : "");
+        if (subject)
+            milter_change_header(actions, "Subject", 1, hdr.data);
+        else
+            milter_add_header(actions, "Subject", hdr.data);
+    }
+    if (action == ACTION_QUARANTINE) {
+        buf_clear(&hdr);
+        buf_printf(&hdr, "mxwarden: score %.2f above %.2f (%s)", r->score, r->thresholds.quarantine,
+                   r->decided_by);
+        if (milter_quarantine(actions, hdr.data) != 0) {
+            log_error("msg=\"quarantine refused by the MTA; tempfail\" reason=\"%s\"", err_msg());
+            reply = milter_reply_code("451", "4.3.0", "Temporary local problem, try again later");
+        }
+    }
+    log_info("msg=\"scanned\" queue_id=%s client=%s sender=\"%s\" rcpts=%zu score=%.2f action=%s "
+             "decided_by=%s",
+             queue_id ? queue_id : "", gs->client_ip, gs->sender ? gs->sender : "", gs->n_rcpt,
+             r->score, scan_action_name(action), r->decided_by);
+out:
+    free(rcpt_json);
+    buf_free(&symbols);
+    buf_free(&hdr);
+    scan_free(sc);
+    session_reset_message(gs);
+    return reply;
+}
+
+static void on_abort(struct milter_session *s)
+{
+    if (s->app_data) session_reset_message(s->app_data);
+}
+
+static void on_close(struct milter_session *s)
+{
+    struct gw_session *gs = s->app_data;
+    if (gs == NULL) return;
+    session_reset_message(gs);
+    buf_free(&gs->raw);
+    free(gs);
+    s->app_data = NULL;
+}
+
+static const struct milter_callbacks gateway_callbacks = {
+    .connect = on_connect,
+    .helo = on_helo,
+    .mail = on_mail,
+    .rcpt = on_rcpt,
+    .header = on_header,
+    .eoh = on_eoh,
+    .body = on_body,
+    .eom = on_eom,
+    .abort = on_abort,
+    .close = on_close,
+    .no_reply_stages =
+        MILTER_STAGE_HELO | MILTER_STAGE_HEADER | MILTER_STAGE_EOH | MILTER_STAGE_BODY,
+};
+
+/* ------------------------------------------------------------ daemon -- */
+
+/* Loads sender rules from the records database (empty when it cannot be read: logged). */
+static struct sender_rules *load_sender_rules(const struct config *cfg)
+{
+    struct db *db = NULL;
+    struct db_sender_rule_list list = {0};
+    struct sender_rule *rules = NULL;
+    struct sender_rules *sr;
+    size_t i, n = 0;
+
+    if (db_open(cfg->db_uri, &db) != DB_OK || db_sender_rule_list(db, &list) != DB_OK) {
+        log_warn("msg=\"sender rules not loaded\" reason=\"%s\"", err_msg());
+    } else {
+        rules = xcalloc(list.n ? list.n : 1, sizeof *rules);
+        for (i = 0; i < list.n; i++) {
+            const struct db_sender_rule *d = &list.items[i];
+            struct sender_rule *r = &rules[n];
+            r->kind = !strcmp(d->kind, "ip")       ? SENDER_RULE_IP
+                      : !strcmp(d->kind, "domain") ? SENDER_RULE_DOMAIN
+                                                   : SENDER_RULE_ADDRESS;
+            r->action = !strcmp(d->action, "block") ? SENDER_RULE_BLOCK : SENDER_RULE_ALLOW;
+            r->value = d->value;
+            r->id = d->id;
+            r->comment = d->note;
+            n++;
+        }
+    }
+    sr = sender_rules_new(rules, n); /* copies what it keeps */
+    free(rules);
+    db_sender_rule_list_free(&list);
+    db_close(db);
+    return sr;
+}
+
+/* (Re)reads everything a reload changes into a new generation; on a configuration error
+ * the old one stays. */
+static int gateway_load(struct gateway *g)
+{
+    struct gw_gen *gen = xcalloc(1, sizeof *gen), *old;
+
+    config_defaults(&gen->cfg);
+    if (config_load(g->config_path, &gen->cfg) != 0) {
+        log_error("msg=\"configuration not loaded\" reason=\"%s\"", err_msg());
+        free(gen);
+        return -1;
+    }
+    if (g->listen[0] && strcmp(gen->cfg.milter_listen, g->listen) != 0)
+        log_warn("msg=\"[milter] listen changes only at restart\" listen=%s", g->listen);
+    gen->refs = 1;
+    gen->scanner = scanner_new(&gen->cfg);
+    gen->sender_rules = load_sender_rules(&gen->cfg);
+    gen->greylist = greylist_config_default();
+    gen->greylist.delay_s = gen->cfg.greylist_delay_s;
+    gen->greylist.retry_window_s = gen->cfg.greylist_window_s;
+    gen->greylist.pass_ttl_s = gen->cfg.greylist_pass_ttl_s;
+    gen->ratelimit = ratelimit_config_default();
+    if (ratelimit_rule_parse(gen->cfg.ratelimit_client_ip,
+                             &gen->ratelimit.rules[RATELIMIT_CLIENT_IP]) ||
+        ratelimit_rule_parse(gen->cfg.ratelimit_sender_domain,
+                             &gen->ratelimit.rules[RATELIMIT_SENDER_DOMAIN]) ||
+        ratelimit_rule_parse(gen->cfg.ratelimit_recipient,
+                             &gen->ratelimit.rules[RATELIMIT_RECIPIENT]))
+        log_error("msg=\"[ratelimit] rule not understood; defaults apply\" reason=\"%s\"",
+                  err_msg());
+
+    pthread_mutex_lock(&g->lock);
+    old = g->gen;
+    g->gen = gen;
+    pthread_mutex_unlock(&g->lock);
+    gen_release(old); /* freed once no worker thread uses it any more */
+    return 0;
+}
+
+static volatile sig_atomic_t stop_flag;
+static volatile sig_atomic_t reload_flag;
+
+static void on_signal(int sig)
+{
+    if (sig == SIGHUP)
+        reload_flag = 1;
+    else
+        stop_flag = 1;
+}
+
+struct run_args {
+    struct milter_server *server;
+    int rc;
+};
+
+static void *server_thread(void *arg)
+{
+    struct run_args *a = arg;
+    a->rc = milter_server_run(a->server, &stop_flag);
+    return NULL;
+}
+
+int gateway_serve(const char *config_path, const char *pid_file)
+{
+    struct gateway g;
+    struct milter_server_config mc = {0};
+    struct sigaction sa;
+    struct run_args run = {0};
+    pthread_t thread;
+    FILE *f;
+
+    memset(&g, 0, sizeof g);
+    pthread_mutex_init(&g.lock, NULL);
+    g.config_path = config_path;
+    if (gateway_load(&g) != 0) return 1;
+    snprintf(g.listen, sizeof g.listen, "%s", g.gen->cfg.milter_listen);
+    if (g.gen->cfg.node[0])
+        snprintf(g.node, sizeof g.node, "%s", g.gen->cfg.node);
+    else if (gethostname(g.node, sizeof g.node) != 0)
+        snprintf(g.node, sizeof g.node, "mxwarden");
+
+    mc.listen = g.listen;
+    mc.workers = (int)g.gen->cfg.milter_workers;
+    /* smtpd runs as its own user: it reaches the unix socket through the group. */
+    mc.unix_group = g.gen->cfg.milter_socket_group[0] ? g.gen->cfg.milter_socket_group : NULL;
+    if (strncmp(mc.listen, "unix:", 5) == 0 && file_mkdir_parents(mc.listen + 5) != 0)
+        log_warn("msg=\"cannot create the socket's directory\" reason=\"%s\"", err_msg());
+    run.server = milter_server_new(&mc, &gateway_callbacks, &g);
+    if (run.server == NULL) {
+        log_error("msg=\"cannot listen\" listen=%s reason=\"%s\"", mc.listen, err_msg());
+        gen_release(g.gen);
+        return 1;
+    }
+    if (pid_file) {
+        if ((f = fopen(pid_file, "w")) == NULL) {
+            log_error("msg=\"cannot write pid file\" path=%s reason=\"%s\"", pid_file,
+                      strerror(errno));
+        } else {
+            fprintf(f, "%ld\n", (long)getpid());
+            fclose(f);
+        }
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    log_info("msg=\"mxwarden serving\" listen=%s workers=%d node=%s pid=%ld", mc.listen, mc.workers,
+             g.node, (long)getpid());
+    if (pthread_create(&thread, NULL, server_thread, &run) != 0)
+        log_fatal("msg=\"cannot start the server thread\"");
+    while (!stop_flag) {
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        if (reload_flag) {
+            reload_flag = 0;
+            log_info("msg=\"reloading\"");
+            if (gateway_load(&g) == 0) log_info("msg=\"reloaded\"");
+        }
+    }
+    log_info("msg=\"stopping\"");
+    pthread_join(thread, NULL);
+    milter_server_free(run.server); /* its worker threads are gone: their state was freed */
+    gen_release(g.gen);
+    pthread_mutex_destroy(&g.lock);
+    if (pid_file) unlink(pid_file);
+    log_info("msg=\"stopped\"");
+    return run.rc == 0 ? 0 : 1;
+}

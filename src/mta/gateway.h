@@ -1,0 +1,43 @@
+/*
+ * gateway - `mxwarden serve`: the milter application that Postfix talks to.
+ *
+ * Each SMTP session walks the milter stages (milter.h) and the gateway
+ * applies the SMTP-time policy at each: operator sender rules (client IP at
+ * connect, sender at MAIL: block -> 5xx, allow -> spam actions skipped), rate
+ * limits (client IP, sender domain, recipient: 4xx over the limit) and
+ * greylisting (per client network, sender and recipient: 4xx on a first
+ * attempt). At end of message it rebuilds the raw message from the headers
+ * and body the MTA sent, runs the same scan_message() every entry point uses,
+ * and turns the verdict into the MTA's action: X-Spam-* headers (and a subject
+ * prefix when tagging), the hold queue (quarantine), or a 5xx. Every message
+ * that reaches end of data, and every refusal at connect/MAIL/RCPT, gets a row
+ * in the message log; accepted and held messages are captured under
+ * capture_dir.
+ *
+ * Mail is never lost: any internal failure (the scan cannot run, the log
+ * cannot be written for a message we would hold) answers tempfail, so the
+ * sending server retries. A state store that is down never blocks mail
+ * (greylisting and rate limits then let it through, logged).
+ *
+ * Threads: the milter server's workers call in concurrently. The scanner is
+ * shared read-only and swapped on reload (SIGHUP) under a read-write lock;
+ * each worker thread keeps its own scan worker, records database connection
+ * and state-store handle.
+ */
+#ifndef MXW_GATEWAY_H
+#define MXW_GATEWAY_H
+
+#include <signal.h>
+#include <stdbool.h>
+
+struct config;
+
+/*
+ * Runs the gateway with the configuration at config_path (NULL: the
+ * defaults and ./mxwarden.conf) until SIGTERM or SIGINT; SIGHUP reloads the
+ * configuration, rules and settings without dropping connections. pid_file
+ * may be NULL. Returns the process exit status (0 after a clean stop).
+ */
+int gateway_serve(const char *config_path, const char *pid_file);
+
+#endif

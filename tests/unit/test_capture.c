@@ -1,0 +1,250 @@
+/*
+ * Tests for src/store/capture.c: a capture round-trips byte for byte into
+ * its dated directory with private permissions, ids and relative paths from
+ * outside are refused before any file is touched, replacing and deleting
+ * work, and retention removes exactly the days before the cutoff.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "store/capture.h"
+#include "tmpdir.h"
+
+/* 2026-03-15 12:00:00 UTC, and one day in seconds. */
+#define T_MAR15 ((time_t)1773576000)
+#define DAY     ((time_t)86400)
+
+struct fixture {
+    char dir[256];
+    char cap[320];
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    if (f == NULL || test_tmpdir_make(f->dir, sizeof f->dir, "capture") != 0) return -1;
+    snprintf(f->cap, sizeof f->cap, "%s/var/capture", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    test_tmpdir_remove(f->dir);
+    free(f);
+    return 0;
+}
+
+static void write_ok(const char *dir, const char *id, time_t when, const char *text, char *rel)
+{
+    if (capture_write(dir, id, when, text, strlen(text), rel) != 0)
+        fail_msg("capture_write(%s): %s", id, err_msg());
+}
+
+static int exists(const char *dir, const char *rel)
+{
+    char path[1024];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    return stat(path, &st) == 0;
+}
+
+static size_t count_entries(const char *path)
+{
+    DIR *d = opendir(path);
+    struct dirent *e;
+    size_t n = 0;
+    if (d == NULL) return 0;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) n++;
+    closedir(d);
+    return n;
+}
+
+static void test_capture_round_trips_bytes_in_dated_private_file(void **state)
+{
+    struct fixture *f = *state;
+    static const char msg[] = "Subject: hi\r\n\r\nbody with a NUL \0 and 8-bit \xff\r\n";
+    char rel[CAPTURE_REL_MAX], path[1024], *data = NULL;
+    size_t len = 0;
+    struct stat st;
+
+    assert_int_equal(capture_write(f->cap, "4Xy7kZ2abc", T_MAR15, msg, sizeof msg - 1, rel), 0);
+    assert_string_equal(rel, "2026/03/15/4Xy7kZ2abc.eml");
+    snprintf(path, sizeof path, "%s/%s", f->cap, rel);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    snprintf(path, sizeof path, "%s/2026/03/15", f->cap);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    assert_int_equal(count_entries(path), 1); /* no temporary file left */
+
+    assert_int_equal(capture_read(f->cap, rel, &data, &len), 0);
+    assert_int_equal(len, sizeof msg - 1);
+    assert_memory_equal(data, msg, len);
+    free(data);
+}
+
+static void test_capture_replaces_same_id_same_day(void **state)
+{
+    struct fixture *f = *state;
+    char rel[CAPTURE_REL_MAX], rel2[CAPTURE_REL_MAX], *data = NULL;
+    size_t len = 0;
+
+    write_ok(f->cap, "Q1", T_MAR15, "first", rel);
+    write_ok(f->cap, "Q1", T_MAR15 + 60, "second version", rel2);
+    assert_string_equal(rel, rel2);
+    assert_int_equal(capture_read(f->cap, rel, &data, &len), 0);
+    assert_string_equal(data, "second version");
+    free(data);
+}
+
+static void test_capture_refuses_unsafe_ids(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const bad[] = {
+        "",    "../x",  "a/b", ".hidden",
+        "a b", "x.eml", "q\n", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
+    char rel[CAPTURE_REL_MAX];
+    size_t i;
+
+    for (i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(capture_write(f->cap, bad[i], T_MAR15, "x", 1, rel), -1);
+        assert_non_null(strstr(err_msg(), "invalid id"));
+        assert_string_equal(rel, "");
+    }
+    assert_int_equal(capture_write(f->cap, NULL, T_MAR15, "x", 1, rel), -1);
+    assert_int_equal(count_entries(f->dir), 0); /* nothing created */
+}
+
+static void test_capture_read_and_delete_refuse_paths_outside_the_layout(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const bad[] = {"../../etc/passwd",     "2026/03/15/../../../x.eml",
+                                      "/etc/passwd",          "2026/03/15/a/b.eml",
+                                      "2026-03-15/abc.eml",   "2026/03/15/abc.txt",
+                                      "2026/03/15/.eml",      "2026/3/15/abc.eml",
+                                      "2026/03/15/abc.eml/x", ""};
+    char *data = NULL;
+    size_t len, i;
+    int existed;
+
+    for (i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(capture_read(f->cap, bad[i], &data, &len), -1);
+        assert_null(data);
+        assert_non_null(strstr(err_msg(), "not a capture path"));
+        assert_int_equal(capture_delete(f->cap, bad[i], &existed), -1);
+    }
+    assert_int_equal(capture_read(f->cap, NULL, &data, &len), -1);
+}
+
+static void test_capture_missing_file_is_an_error_and_delete_is_idempotent(void **state)
+{
+    struct fixture *f = *state;
+    char rel[CAPTURE_REL_MAX], *data = NULL;
+    size_t len;
+    int existed = -1;
+
+    assert_int_equal(capture_read(f->cap, "2026/03/15/nothere.eml", &data, &len), -1);
+    assert_non_null(strstr(err_msg(), "nothere.eml"));
+    write_ok(f->cap, "gone", T_MAR15, "x", rel);
+    assert_int_equal(capture_delete(f->cap, rel, &existed), 0);
+    assert_int_equal(existed, 1);
+    assert_false(exists(f->cap, rel));
+    assert_int_equal(capture_delete(f->cap, rel, &existed), 0);
+    assert_int_equal(existed, 0);
+}
+
+static void test_purge_removes_days_before_cutoff_only(void **state)
+{
+    struct fixture *f = *state;
+    char old_year[CAPTURE_REL_MAX], old_month[CAPTURE_REL_MAX], old_day[CAPTURE_REL_MAX];
+    char keep_day[CAPTURE_REL_MAX], keep_later[CAPTURE_REL_MAX], path[1024], stray[1024];
+    size_t deleted = 0;
+    FILE *fp;
+
+    write_ok(f->cap, "y", T_MAR15 - 400 * DAY, "old year", old_year);
+    write_ok(f->cap, "m", T_MAR15 - 40 * DAY, "old month", old_month);
+    write_ok(f->cap, "d", T_MAR15 - DAY, "yesterday", old_day);
+    write_ok(f->cap, "k", T_MAR15, "cutoff day", keep_day);
+    write_ok(f->cap, "l", T_MAR15 + 30 * DAY, "later", keep_later);
+    /* A stray temp file from a crash goes with its day; a foreign file stays. */
+    snprintf(stray, sizeof stray, "%s/2026/03/14/.d.AbCdEf.tmp", f->cap);
+    fp = fopen(stray, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    snprintf(path, sizeof path, "%s/README", f->cap);
+    fp = fopen(path, "w");
+    assert_non_null(fp);
+    fclose(fp);
+
+    assert_int_equal(capture_purge_before(f->cap, T_MAR15, &deleted), 0);
+    assert_int_equal(deleted, 3);
+    assert_false(exists(f->cap, old_year));
+    assert_false(exists(f->cap, old_month));
+    assert_false(exists(f->cap, old_day));
+    assert_false(exists(f->cap, "2026/03/14"));
+    assert_false(exists(f->cap, "2025"));
+    assert_true(exists(f->cap, keep_day));
+    assert_true(exists(f->cap, keep_later));
+    assert_true(exists(f->cap, "README"));
+
+    /* Again: nothing more to do. */
+    assert_int_equal(capture_purge_before(f->cap, T_MAR15, &deleted), 0);
+    assert_int_equal(deleted, 0);
+}
+
+static void test_purge_of_missing_directory_is_fine(void **state)
+{
+    struct fixture *f = *state;
+    size_t deleted = 9;
+    assert_int_equal(capture_purge_before(f->cap, T_MAR15, &deleted), 0);
+    assert_int_equal(deleted, 0);
+}
+
+static void test_write_into_unwritable_place_is_a_clean_error(void **state)
+{
+    struct fixture *f = *state;
+    char file[400], below[420], rel[CAPTURE_REL_MAX];
+    FILE *fp;
+
+    snprintf(file, sizeof file, "%s/plainfile", f->dir);
+    fp = fopen(file, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    snprintf(below, sizeof below, "%s/capture", file);
+    assert_int_equal(capture_write(below, "id1", T_MAR15, "x", 1, rel), -1);
+    assert_true(strlen(err_msg()) > 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_capture_round_trips_bytes_in_dated_private_file, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_capture_replaces_same_id_same_day, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_capture_refuses_unsafe_ids, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_capture_read_and_delete_refuse_paths_outside_the_layout, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_capture_missing_file_is_an_error_and_delete_is_idempotent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_purge_removes_days_before_cutoff_only, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_purge_of_missing_directory_is_fine, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_into_unwritable_place_is_a_clean_error, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
