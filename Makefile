@@ -19,8 +19,17 @@ build: deps
 	@cmake --build $(BUILD) -j $(JOBS)
 
 # Until the gateway lands, "run" scans the shipped example messages.
+# The gateway on the embedded default (SQLite + LMDB under var/), in the foreground.
 run: build
-	@for f in examples/*.eml; do echo "== $$f"; ./$(BUILD)/mxwarden scan "$$f"; echo; done
+	@for f in examples/*.eml; do echo "== $$f"; ./$(BUILD)/mxwarden scan "$$f" | tail -2; done
+	@echo
+	@echo "Starting the milter on unix:$(CURDIR)/var/milter.sock (Ctrl-C stops it)."
+	@echo "Connect Postfix with, in main.cf:"
+	@echo "    smtpd_milters = unix:$(CURDIR)/var/milter.sock"
+	@echo "    milter_default_action = tempfail"
+	@echo "    milter_protocol = 6"
+	@echo
+	@./$(BUILD)/mxwarden serve
 
 # A short fuzz run of every parser, the unit tests under ASan+UBSan (leak
 # checking on), then the normal build with every test, whose summary is the
