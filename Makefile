@@ -62,6 +62,9 @@ bench: build
 	@bench/parse
 	@bench/accuracy
 	@bench/bayes
+	@bench/agreement
+	@bench/scan
+	@bench/holdqueue
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
