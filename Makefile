@@ -65,6 +65,7 @@ bench: build
 	@bench/agreement
 	@bench/scan
 	@bench/holdqueue
+	@bench/smtp
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
