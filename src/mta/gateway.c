@@ -75,6 +75,7 @@ struct gw_session {
     char **rcpt;
     size_t n_rcpt;
     struct buf raw;
+    size_t max_bytes; /* the size limit of the generation the session started with */
     bool too_big;
 };
 
@@ -219,6 +220,7 @@ static struct milter_reply on_connect(struct milter_session *s, const char *host
         snprintf(gs->client_ip, sizeof gs->client_ip, "%s", addr);
 
     t = thread_state(g);
+    gs->max_bytes = t->gen->cfg.max_message_bytes;
     if (gs->client_ip[0]) {
         enum sender_rule_action a =
             sender_rules_check_ip(t->gen->sender_rules, gs->client_ip, &rule);
@@ -318,7 +320,6 @@ static struct milter_reply on_rcpt(struct milter_session *s, const char *const *
 
 static struct milter_reply on_header(struct milter_session *s, const char *name, const char *value)
 {
-    struct gw_thread *t = thread_state(s->app);
     struct gw_session *gs = s->app_data;
     const char *p;
     if (gs->too_big) return milter_reply_of(MILTER_CONTINUE);
@@ -330,7 +331,7 @@ static struct milter_reply on_header(struct milter_session *s, const char *name,
         buf_append_char(&gs->raw, *p);
     }
     buf_append_str(&gs->raw, "\r\n");
-    if (gs->raw.len > t->gen->cfg.max_message_bytes) gs->too_big = true;
+    if (gs->raw.len > gs->max_bytes) gs->too_big = true;
     return milter_reply_of(MILTER_CONTINUE);
 }
 
@@ -343,9 +344,8 @@ static struct milter_reply on_eoh(struct milter_session *s)
 
 static struct milter_reply on_body(struct milter_session *s, const unsigned char *chunk, size_t len)
 {
-    struct gw_thread *t = thread_state(s->app);
     struct gw_session *gs = s->app_data;
-    if (gs->too_big || gs->raw.len + len > t->gen->cfg.max_message_bytes) {
+    if (gs->too_big || gs->raw.len + len > gs->max_bytes) {
         gs->too_big = true;
         return milter_reply_of(MILTER_CONTINUE);
     }
@@ -406,8 +406,8 @@ static struct milter_reply on_eom(struct milter_session *s, struct milter_action
     t = thread_state(g);
     cfg = &t->gen->cfg;
     if (gs->too_big) {
-        reply = milter_reply_code("552", "5.3.4", "Message too big (limit %u bytes)",
-                                  cfg->max_message_bytes);
+        reply =
+            milter_reply_code("552", "5.3.4", "Message too big (limit %zu bytes)", gs->max_bytes);
         log_refusal(t, g, gs, "data", "size_limit", reply.text);
         session_reset_message(gs);
         return reply;

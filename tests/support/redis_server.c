@@ -129,7 +129,8 @@ void test_redis_stop(struct test_redis *s)
     double deadline;
     if (s->pid <= 0) return;
     kill(s->pid, SIGTERM);
-    for (deadline = test_now_s() + 5; test_now_s() < deadline && !test_process_gone(s->pid); test_sleep_ms(10)) {
+    for (deadline = test_now_s() + 5; test_now_s() < deadline && !test_process_gone(s->pid);
+         test_sleep_ms(10)) {
     }
     if (!test_process_gone(s->pid)) {
         kill(s->pid, SIGKILL);
@@ -159,4 +160,17 @@ void test_redis_close(struct test_redis *s)
     test_redis_stop(s);
     unlink(s->logfile);
     rmdir(s->dir);
+}
+
+int test_redis_flushall(const struct test_redis *s)
+{
+    struct timeval tv = {1, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", s->port, tv);
+    redisReply *reply = NULL;
+    int rc = -1;
+    if (c && !c->err) reply = redisCommand(c, "FLUSHALL");
+    if (reply && reply->type == REDIS_REPLY_STATUS) rc = 0;
+    if (reply) freeReplyObject(reply);
+    if (c) redisFree(c);
+    return rc;
 }

@@ -27,6 +27,8 @@ int test_free_port(void);
 int test_redis_open(struct test_redis *s);
 /* Starts (again) on s->port and waits until it answers PING (5 s at most). */
 int test_redis_start(struct test_redis *s);
+/* Empties every database of the running server (FLUSHALL). 0, or -1 if it did not answer OK. */
+int test_redis_flushall(const struct test_redis *s);
 /* Stops the server by PID and waits until it is gone. */
 void test_redis_stop(struct test_redis *s);
 /* Stops the server and removes its directory. */

@@ -82,26 +82,13 @@ static int redis_group_teardown(void **state)
     return 0;
 }
 
-static int redis_flushall(void)
-{
-    struct timeval tv = {1, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", redis_srv.port, tv);
-    redisReply *reply = NULL;
-    int rc = -1;
-    if (c && !c->err) reply = redisCommand(c, "FLUSHALL");
-    if (reply && reply->type == REDIS_REPLY_STATUS) rc = 0;
-    if (reply) freeReplyObject(reply);
-    if (c) redisFree(c);
-    return rc;
-}
-
 static int redis_setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
     snprintf(f->uri, sizeof f->uri, "redis://127.0.0.1:%d", redis_srv.port);
     *state = f;
     if (redis_srv.pid <= 0 && test_redis_start(&redis_srv) != 0) return -1;
-    if (redis_flushall() != 0) return -1;
+    if (test_redis_flushall(&redis_srv) != 0) return -1;
     return open_nodes(f);
 }
 
