@@ -41,10 +41,14 @@ cache_dir = $work/cache
 [postfix]
 config_directory = $pf/etc
 CONF
-start_mxw() {
+start_mxw() { # ready once this start logged "listening" (a killed one leaves its socket file)
+    before=$(grep -c 'event=listening' "$work/serve.log" 2>/dev/null || true)
     "$bin" serve --pid-file "$work/mxw.pid" >>"$work/serve.log" 2>&1 &
     mxw_pid=$!
-    for _ in $(seq 100); do [ -S "$sock" ] && return 0; sleep 0.1; done
+    for _ in $(seq 100); do
+        [ "$(grep -c 'event=listening' "$work/serve.log" 2>/dev/null || true)" -gt "${before:-0}" ] && return 0
+        sleep 0.1
+    done
     cat "$work/serve.log" >&2
     fail "mxwarden serve did not start"
 }
