@@ -409,6 +409,12 @@ int db_sender_rule_list(struct db *db, struct db_sender_rule_list *out)
     return db->ops->sender_rule_list(db->state, out);
 }
 
+int db_sender_rules_generation(struct db *db, int64_t *generation)
+{
+    *generation = 0;
+    return db->ops->sender_rules_generation(db->state, generation);
+}
+
 void db_sender_rule_list_free(struct db_sender_rule_list *list)
 {
     size_t i;

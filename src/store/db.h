@@ -202,8 +202,14 @@ void db_message_free(struct db_message *msg);
 int db_messages_list(struct db *db, size_t offset, size_t limit, struct db_message_list *out);
 void db_message_list_free(struct db_message_list *list);
 
-/* Deletes the rows whose time is before cutoff (seconds since the epoch); *deleted (may be
- * NULL) gets how many. */
+/*
+ * Retention: deletes the rows whose time is before cutoff (seconds since the
+ * epoch), DB_PURGE_BATCH_ROWS at a time, each batch its own transaction, so
+ * the gateway's inserts never wait behind a long purge. *deleted (may be
+ * NULL) gets how many went, also on failure (the batches done stay done; a
+ * later call continues).
+ */
+#define DB_PURGE_BATCH_ROWS 1000
 int db_messages_delete_older_than(struct db *db, int64_t cutoff, int64_t *deleted);
 
 /* ---- the audit log ----
@@ -241,7 +247,8 @@ void db_audit_list_free(struct db_audit_list *list);
  * address); action "allow" (skip spam actions) or "block" (refuse). One rule
  * per (kind, value): adding an existing one replaces its action and note.
  * Addresses and domains are stored in lower case (the domain part only of
- * an address, whose local part may be case-sensitive).
+ * an address, whose local part may be case-sensitive). Every change bumps
+ * the sender-rules generation (db_sender_rules_generation()).
  */
 
 struct db_sender_rule {
@@ -267,5 +274,13 @@ int db_sender_rule_delete(struct db *db, int64_t id, bool *existed);
 /* Every rule ordered by kind, value. Free with db_sender_rule_list_free() whatever the result. */
 int db_sender_rule_list(struct db *db, struct db_sender_rule_list *out);
 void db_sender_rule_list_free(struct db_sender_rule_list *list);
+/*
+ * The sender-rules generation: 0 until the first change, then +1 per add and
+ * per delete that removed a row, in the transaction of the change. A process
+ * holding a snapshot of the rules reads this (one indexed row) to know
+ * whether to reload; read it before listing, so a change made in between
+ * shows as a newer generation next time rather than being missed.
+ */
+int db_sender_rules_generation(struct db *db, int64_t *generation);
 
 #endif

@@ -48,6 +48,7 @@ struct db_ops {
                                    bool *found);
     /* out is empty on entry; 1 <= limit <= DB_PAGE_MAX. */
     int (*messages_list)(void *state, size_t offset, size_t limit, struct db_message_list *out);
+    /* In batches of DB_PURGE_BATCH_ROWS, each its own transaction. */
     int (*messages_delete_older_than)(void *state, int64_t cutoff, int64_t *deleted);
 
     /* The audit log; now is the row's time. */
@@ -60,6 +61,8 @@ struct db_ops {
                            const char *action, const char *note, int64_t *id);
     int (*sender_rule_delete)(void *state, int64_t id, bool *existed);
     int (*sender_rule_list)(void *state, struct db_sender_rule_list *out);
+    /* add and delete bump it in the transaction of their change (delete only if a row went). */
+    int (*sender_rules_generation)(void *state, int64_t *generation);
 };
 
 extern const struct db_ops db_sqlite_ops;

@@ -133,6 +133,8 @@ enum db_sqlite_stmt {
     ST_SENDER_RULE_ID,
     ST_SENDER_RULE_DEL,
     ST_SENDER_RULE_LIST,
+    ST_SENDER_RULES_GEN_GET,
+    ST_SENDER_RULES_GEN_BUMP,
     ST_COUNT
 };
 
@@ -161,7 +163,10 @@ static const char *const db_sqlite_sql[ST_COUNT] = {
                                "WHERE queue_id = ?1 ORDER BY time DESC, id DESC LIMIT 1",
     [ST_MESSAGES_LIST] = "SELECT " DB_SQLITE_MESSAGE_COLUMNS " FROM messages "
                          "ORDER BY time DESC, id DESC LIMIT ?2 OFFSET ?1",
-    [ST_MESSAGES_DELETE_OLDER] = "DELETE FROM messages WHERE time < ?1",
+    /* One batch: a purge of a month of rows must not hold the write lock the milter's inserts
+     * wait for. */
+    [ST_MESSAGES_DELETE_OLDER] = "DELETE FROM messages WHERE id IN "
+                                 "(SELECT id FROM messages WHERE time < ?1 LIMIT ?2)",
     [ST_AUDIT_INSERT] = "INSERT INTO audit (time, actor, action, target, details) "
                         "VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_AUDIT_LIST] = "SELECT id, time, actor, action, target, details FROM audit "
@@ -174,6 +179,11 @@ static const char *const db_sqlite_sql[ST_COUNT] = {
     [ST_SENDER_RULE_DEL] = "DELETE FROM sender_rules WHERE id = ?1",
     [ST_SENDER_RULE_LIST] = "SELECT id, kind, value, action, note, created FROM sender_rules "
                             "ORDER BY kind, value",
+    /* The sender-rules generation lives beside the settings one; its row appears with the
+     * first change (absent reads as 0), so no migration was needed for it. */
+    [ST_SENDER_RULES_GEN_GET] = "SELECT value FROM generations WHERE name = 'sender_rules'",
+    [ST_SENDER_RULES_GEN_BUMP] = "INSERT INTO generations (name, value) VALUES ('sender_rules', 1) "
+                                 "ON CONFLICT (name) DO UPDATE SET value = value + 1",
 };
 
 struct db_sqlite {
@@ -697,12 +707,23 @@ static int db_sqlite_messages_delete_older_than(void *state, int64_t cutoff, int
 {
     struct db_sqlite *s = state;
     int code = DB_ERR, rc;
-    sqlite3_stmt *st = db_sqlite_stmt(s, ST_MESSAGES_DELETE_OLDER, &code);
-    if (st == NULL) return code;
-    sqlite3_bind_int64(st, 1, cutoff);
-    rc = db_sqlite_step_write(s, st, "delete old messages");
-    if (rc == DB_OK) *deleted = sqlite3_changes64(s->handle);
-    return rc;
+    int64_t changed;
+    sqlite3_stmt *st;
+
+    /* Each batch is its own (autocommit) transaction, so writers wait at most one batch; a
+     * failure leaves the batches already done deleted, which a later run continues. */
+    *deleted = 0;
+    do {
+        st = db_sqlite_stmt(s, ST_MESSAGES_DELETE_OLDER, &code);
+        if (st == NULL) return code;
+        sqlite3_bind_int64(st, 1, cutoff);
+        sqlite3_bind_int64(st, 2, DB_PURGE_BATCH_ROWS);
+        rc = db_sqlite_step_write(s, st, "delete old messages");
+        if (rc != DB_OK) return rc;
+        changed = sqlite3_changes64(s->handle);
+        *deleted += changed;
+    } while (changed == DB_PURGE_BATCH_ROWS);
+    return DB_OK;
 }
 
 static int db_sqlite_audit_add(void *state, int64_t now, const char *actor, const char *action,
@@ -783,6 +804,8 @@ static int db_sqlite_sender_rule_add(void *state, int64_t now, const char *kind,
         rc = db_sqlite_fail(s, rc, "read sender rule id");
         goto fail;
     }
+    rc = db_sqlite_run(s, ST_SENDER_RULES_GEN_BUMP, "bump sender rules generation");
+    if (rc != DB_OK) goto fail;
     rc = db_sqlite_run(s, ST_COMMIT, "commit");
     if (rc == DB_OK) return DB_OK;
 fail:
@@ -794,11 +817,30 @@ static int db_sqlite_sender_rule_delete(void *state, int64_t id, bool *existed)
 {
     struct db_sqlite *s = state;
     int code = DB_ERR, rc;
-    sqlite3_stmt *st = db_sqlite_stmt(s, ST_SENDER_RULE_DEL, &code);
-    if (st == NULL) return code;
+    sqlite3_stmt *st;
+
+    /* The delete and the generation bump commit together: a reader that sees the row gone
+     * also sees the new generation. */
+    rc = db_sqlite_run(s, ST_BEGIN_IMMEDIATE, "begin write");
+    if (rc != DB_OK) return rc;
+    st = db_sqlite_stmt(s, ST_SENDER_RULE_DEL, &code);
+    if (st == NULL) {
+        rc = code;
+        goto fail;
+    }
     sqlite3_bind_int64(st, 1, id);
     rc = db_sqlite_step_write(s, st, "delete sender rule");
-    if (rc == DB_OK) *existed = sqlite3_changes64(s->handle) > 0;
+    if (rc != DB_OK) goto fail;
+    *existed = sqlite3_changes64(s->handle) > 0;
+    if (*existed) {
+        rc = db_sqlite_run(s, ST_SENDER_RULES_GEN_BUMP, "bump sender rules generation");
+        if (rc != DB_OK) goto fail;
+    }
+    rc = db_sqlite_run(s, ST_COMMIT, "commit");
+    if (rc == DB_OK) return DB_OK;
+fail:
+    *existed = false;
+    db_sqlite_rollback(s);
     return rc;
 }
 
@@ -825,6 +867,12 @@ static int db_sqlite_sender_rule_list(void *state, struct db_sender_rule_list *o
     return DB_OK;
 }
 
+static int db_sqlite_sender_rules_generation(void *state, int64_t *generation)
+{
+    return db_sqlite_int(state, ST_SENDER_RULES_GEN_GET, "read sender rules generation",
+                         generation);
+}
+
 const struct db_ops db_sqlite_ops = {
     .name = "sqlite",
     .open = db_sqlite_open,
@@ -843,4 +891,5 @@ const struct db_ops db_sqlite_ops = {
     .sender_rule_add = db_sqlite_sender_rule_add,
     .sender_rule_delete = db_sqlite_sender_rule_delete,
     .sender_rule_list = db_sqlite_sender_rule_list,
+    .sender_rules_generation = db_sqlite_sender_rules_generation,
 };

@@ -2,9 +2,10 @@
  * Tests for the message log, audit log and sender-rule records of
  * src/store/db.c and db_sqlite.c (migration 2): rows round-trip with absent
  * fields kept absent, listings are newest first and paged, retention deletes
- * by age, the newest row wins for a reused queue id, invalid rows are refused
+ * by age (in batches), the newest row wins for a reused queue id, invalid rows are refused
  * before the database is touched, and sender rules are unique per kind and
- * value with their domain folded to lower case.
+ * value with their domain folded to lower case, and every change to them
+ * moves the sender-rules generation.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -242,6 +243,41 @@ static void test_retention_deletes_rows_older_than_cutoff(void **state)
     db_message_list_free(&list);
 }
 
+/* More old rows than one batch holds, inserted in one statement through a second connection. */
+static void test_retention_purges_many_rows_in_batches_keeping_new_ones(void **state)
+{
+    struct fixture *f = *state;
+    struct db_message_list list;
+    char path[400], sql[400];
+    sqlite3 *raw;
+    int64_t deleted = -1;
+    int i, old_rows = 2 * DB_PURGE_BATCH_ROWS + 7;
+
+    snprintf(path, sizeof path, "%s/var/mxwarden.db", f->dir);
+    assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
+    sqlite3_busy_timeout(raw, 5000);
+    snprintf(sql, sizeof sql,
+             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %d) "
+             "INSERT INTO messages (time, action, stage) SELECT 1000 + i, 'accept', 'data' FROM n",
+             old_rows);
+    assert_int_equal(sqlite3_exec(raw, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(raw);
+    for (i = 0; i < 3; i++) {
+        struct db_message m = sample(1000000 + i, "NEW", "kept");
+        insert_ok(f->db, &m);
+    }
+    assert_int_equal(db_messages_delete_older_than(f->db, 900000, &deleted), DB_OK);
+    assert_int_equal(deleted, old_rows);
+    assert_int_equal(db_messages_list(f->db, 0, 100, &list), DB_OK);
+    assert_int_equal(list.n, 3);
+    for (i = 0; i < 3; i++)
+        assert_string_equal(list.items[i].subject, "kept");
+    db_message_list_free(&list);
+    /* Nothing left to purge: a second run deletes nothing. */
+    assert_int_equal(db_messages_delete_older_than(f->db, 900000, &deleted), DB_OK);
+    assert_int_equal(deleted, 0);
+}
+
 static void test_invalid_message_rows_are_refused(void **state)
 {
     struct fixture *f = *state;
@@ -353,6 +389,42 @@ static void test_sender_rules_are_unique_and_normalised(void **state)
     assert_int_equal(db_sender_rule_add(f->db, "domain", "", "allow", NULL, NULL), DB_ERR);
 }
 
+static void test_sender_rules_generation_moves_with_every_change(void **state)
+{
+    struct fixture *f = *state;
+    struct db *other;
+    int64_t g0 = -1, g, id = 0;
+    bool existed;
+
+    assert_int_equal(db_sender_rules_generation(f->db, &g0), DB_OK);
+    assert_int_equal(g0, 0);
+    assert_int_equal(db_sender_rule_add(f->db, "domain", "spam.example", "block", NULL, &id),
+                     DB_OK);
+    /* Another connection (another process: the running gateway) sees the change. */
+    assert_int_equal(db_open(f->uri, &other), DB_OK);
+    assert_int_equal(db_sender_rules_generation(other, &g), DB_OK);
+    assert_int_equal(g, g0 + 1);
+    /* Replacing the action of the same rule is a change too. */
+    assert_int_equal(db_sender_rule_add(f->db, "domain", "spam.example", "allow", NULL, NULL),
+                     DB_OK);
+    assert_int_equal(db_sender_rules_generation(other, &g), DB_OK);
+    assert_int_equal(g, g0 + 2);
+    assert_int_equal(db_sender_rule_delete(f->db, id, &existed), DB_OK);
+    assert_true(existed);
+    assert_int_equal(db_sender_rules_generation(other, &g), DB_OK);
+    assert_int_equal(g, g0 + 3);
+    /* Deleting nothing changes nothing; a refused add neither. */
+    assert_int_equal(db_sender_rule_delete(f->db, id, &existed), DB_OK);
+    assert_false(existed);
+    assert_int_equal(db_sender_rule_add(f->db, "address", "nodomain", "allow", NULL, NULL), DB_ERR);
+    assert_int_equal(db_sender_rules_generation(other, &g), DB_OK);
+    assert_int_equal(g, g0 + 3);
+    /* The settings generation is a separate counter. */
+    assert_int_equal(db_settings_generation(other, &g), DB_OK);
+    assert_int_equal(g, 0);
+    db_close(other);
+}
+
 static void test_records_survive_reopen(void **state)
 {
     struct fixture *f = *state;
@@ -377,10 +449,12 @@ int main(void)
         T(test_reused_queue_id_gives_newest_row),
         T(test_list_is_newest_first_and_paged),
         T(test_retention_deletes_rows_older_than_cutoff),
+        T(test_retention_purges_many_rows_in_batches_keeping_new_ones),
         T(test_invalid_message_rows_are_refused),
         T(test_ten_thousand_recipients_fit),
         T(test_audit_rows_list_newest_first),
         T(test_sender_rules_are_unique_and_normalised),
+        T(test_sender_rules_generation_moves_with_every_change),
         T(test_records_survive_reopen),
     };
 #undef T
