@@ -30,6 +30,7 @@
 #include "message/source.h"
 #include "mta/gateway.h"
 #include "mta/quarantine_cmd.h"
+#include "mta/senders_cmd.h"
 #include "scan/report.h"
 #include "scan/scan.h"
 #include "scan/settings_cmd.h"
@@ -53,6 +54,8 @@ enum { EXIT_STORE = 1, EXIT_USAGE = 2, EXIT_UNREADABLE = 3 };
 
 static struct config config;
 
+_Static_assert(SENDERS_APPLY_DELAY_S == 2, "the usage text below says 2 s");
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -75,6 +78,11 @@ static void usage(FILE *f)
             "           | reject [--reason TEXT] ID... | purge [--older-than DAYS]\n"
             "                  the messages held in Postfix's hold queue ([postfix]\n"
             "                  config_directory); every action is audited\n"
+            "  senders list | add allow|block VALUE [--comment TEXT] | remove ID|VALUE...\n"
+            "                  the operator's sender rules, applied at SMTP time: VALUE is an\n"
+            "                  address, a domain (and its subdomains), an IP or a CIDR network;\n"
+            "                  a running serve applies changes within 2 s (SIGHUP: at once);\n"
+            "                  every change is audited\n"
             "  serve [--pid-file FILE]\n"
             "                  run the Postfix milter gateway in the foreground ([milter] listen,\n"
             "                  default unix:var/milter.sock); SIGHUP reloads, SIGTERM stops\n"
@@ -625,6 +633,8 @@ int main(int argc, char **argv)
             .actor = command_actor(),
             .retention_days = (int)config.quarantine_retention_days};
         status = quarantine_command(argc - 1, argv + 1, &qe, stdout, stderr);
+    } else if (strcmp(argv[1], "senders") == 0) {
+        status = senders_command(argc - 1, argv + 1, config.db_uri, NULL, stdout, stderr);
     } else if (strcmp(argv[1], "serve") == 0) {
         status = cmd_serve(argc - 1, argv + 1, config_path);
     } else if (strcmp(argv[1], "settings") == 0) {
