@@ -48,6 +48,8 @@ void config_defaults(struct config *cfg)
     cfg->max_message_bytes = 50u * 1024u * 1024u;
     cfg->capture = true;
     snprintf(cfg->capture_dir, sizeof cfg->capture_dir, "var/capture");
+    cfg->log_retention_days = 30;
+    cfg->capture_retention_days = 30;
     cfg->quarantine_retention_days = 30;
     cfg->greylist_delay_s = 300;
     cfg->greylist_window_s = 4 * 3600;
@@ -170,6 +172,11 @@ static int config_handler(void *user, const char *section, const char *name, con
         rc = config_bool(value, &c->capture);
     else if (!strcmp(section, "gateway") && !strcmp(name, "capture_dir"))
         rc = config_string(value, c->capture_dir);
+    else if (!strcmp(section, "gateway") && !strcmp(name, "log_retention_days"))
+        rc = config_unsigned(value, &c->log_retention_days) || c->log_retention_days > 36500;
+    else if (!strcmp(section, "gateway") && !strcmp(name, "capture_retention_days"))
+        rc =
+            config_unsigned(value, &c->capture_retention_days) || c->capture_retention_days > 36500;
     else if (!strcmp(section, "postfix") && !strcmp(name, "config_directory"))
         rc = config_string(value, c->postfix_config_dir);
     else if (!strcmp(section, "quarantine") && !strcmp(name, "retention_days"))

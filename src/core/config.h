@@ -39,6 +39,11 @@
  *   node =                           ; this node's name in the message log (default: hostname)
  *   capture = yes                    ; keep raw messages for preview and training
  *   capture_dir = var/capture
+ *   log_retention_days = 30          ; `serve` deletes message-log rows older than this (at
+ *                                    ; start, then hourly); 0 keeps them forever
+ *   capture_retention_days = 30      ; ... and captured raw messages older than this; as long
+ *                                    ; as [quarantine] retention_days, so held mail can be
+ *                                    ; previewed until it is purged; 0 keeps them forever
  *   [postfix]
  *   config_directory =               ; Postfix's -c DIR for queue operations; empty: the system's
  *   [quarantine]
@@ -98,6 +103,8 @@ struct config {
     char node[128];
     bool capture;
     char capture_dir[CONFIG_MAX_VALUE];
+    unsigned log_retention_days;     /* 0: forever */
+    unsigned capture_retention_days; /* 0: forever */
     char postfix_config_dir[CONFIG_MAX_VALUE];
     unsigned quarantine_retention_days;
     bool greylist_enabled;

@@ -1,12 +1,22 @@
 /*
  * gateway - the milter application behind `mxwarden serve`. See gateway.h.
  *
- * Shared state (struct gateway): the configuration, the scanner and the
- * sender rules, replaced together on reload under `lock` (workers hold it for
- * reading while they use them) and numbered by `generation`. Per worker
- * thread (struct gw_thread, thread-local): a scan worker of the current
- * generation, the records database connection and nothing else; they are
- * rebuilt when the generation changes.
+ * Shared state (struct gateway): the configuration and the scanner (struct
+ * gw_gen), replaced together on reload (SIGHUP), and the operator's sender
+ * rules (struct gw_rules), replaced on their own whenever the records
+ * database's sender-rules generation moves, so `mxwarden senders` takes
+ * effect within SENDERS_APPLY_DELAY_S seconds without rebuilding the scanner.
+ * Both are reference-counted snapshots whose pointers `lock` guards. Per
+ * worker thread (struct gw_thread, thread-local): references to the current
+ * snapshots, a scan worker of the current gw_gen and the records database
+ * connection; they are moved to the new snapshots at the next milter stage
+ * after a swap.
+ *
+ * Housekeeping runs in the main thread's loop, beside the signal handling:
+ * the sender-rules poll every SENDERS_APPLY_DELAY_S seconds (one indexed read
+ * on its own database connection) and retention at start and then hourly:
+ * message-log rows older than [gateway] log_retention_days and captures older
+ * than capture_retention_days are deleted, each run logged.
  *
  * Per connection (struct gw_session, the milter session's app_data): the
  * client, the envelope and the message as it arrives. The raw message is
@@ -24,6 +34,7 @@
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "mta/milter.h"
+#include "mta/senders_cmd.h"
 #include "scan/report.h"
 #include "scan/scan.h"
 #include "store/capture.h"
@@ -43,22 +54,37 @@ struct gw_gen {
     int refs; /* the gateway's own, plus one per worker thread using it (atomic) */
     struct config cfg;
     struct scanner *scanner;
-    struct sender_rules *sender_rules;
     struct greylist_config greylist;
     struct ratelimit_config ratelimit;
 };
 
+/* A snapshot of the sender rules, shared by reference like gw_gen. */
+struct gw_rules {
+    int refs;                /* the gateway's own, plus one per worker thread (atomic) */
+    struct sender_rules *sr; /* never NULL (empty when nothing could be loaded) */
+};
+
+/* Seconds between retention runs. */
+#define GW_RETENTION_PERIOD_S 3600
+
 struct gateway {
-    pthread_mutex_t lock; /* guards gen (the pointer) */
+    pthread_mutex_t lock; /* guards gen and rules (the pointers) */
     struct gw_gen *gen;
+    struct gw_rules *rules;
     const char *config_path;
     char listen[CONFIG_MAX_VALUE]; /* fixed at start */
     char node[128];
+    /* Housekeeping, main thread only. */
+    struct db *hk_db;                 /* its own connection to the records database */
+    char hk_db_uri[CONFIG_MAX_VALUE]; /* what hk_db was opened with */
+    int64_t rules_generation;         /* the generation the rules were last loaded at */
+    bool rules_db_failing;            /* the last poll failed (warned once per outage) */
 };
 
 /* A worker thread's own state, freed when the thread exits (pthread key destructor). */
 struct gw_thread {
     struct gw_gen *gen;
+    struct gw_rules *rules;
     struct scan_worker *worker;
     struct db *db;
 };
@@ -111,9 +137,15 @@ static void session_reset_message(struct gw_session *gs)
 static void gen_release(struct gw_gen *gen)
 {
     if (gen == NULL || __atomic_sub_fetch(&gen->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
-    sender_rules_free(gen->sender_rules);
     scanner_free(gen->scanner);
     free(gen);
+}
+
+static void rules_release(struct gw_rules *rules)
+{
+    if (rules == NULL || __atomic_sub_fetch(&rules->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    sender_rules_free(rules->sr);
+    free(rules);
 }
 
 static void thread_state_free(void *p)
@@ -122,6 +154,7 @@ static void thread_state_free(void *p)
     scan_worker_free(t->worker); /* before its scanner can go */
     db_close(t->db);
     gen_release(t->gen);
+    rules_release(t->rules);
     free(t);
 }
 
@@ -154,6 +187,11 @@ static struct gw_thread *thread_state(struct gateway *g)
         gen_release(t->gen);
         t->gen = g->gen;
         __atomic_add_fetch(&t->gen->refs, 1, __ATOMIC_ACQ_REL);
+    }
+    if (t->rules != g->rules) {
+        rules_release(t->rules);
+        t->rules = g->rules;
+        __atomic_add_fetch(&t->rules->refs, 1, __ATOMIC_ACQ_REL);
     }
     pthread_mutex_unlock(&g->lock);
     if (t->worker == NULL) {
@@ -222,8 +260,7 @@ static struct milter_reply on_connect(struct milter_session *s, const char *host
     t = thread_state(g);
     gs->max_bytes = t->gen->cfg.max_message_bytes;
     if (gs->client_ip[0]) {
-        enum sender_rule_action a =
-            sender_rules_check_ip(t->gen->sender_rules, gs->client_ip, &rule);
+        enum sender_rule_action a = sender_rules_check_ip(t->rules->sr, gs->client_ip, &rule);
         if (a == SENDER_RULE_BLOCK) {
             reply = milter_reply_code("554", "5.7.1", "Access denied for %s", gs->client_ip);
             log_refusal(t, g, gs, "connect", "sender_rule", reply.text);
@@ -260,7 +297,7 @@ static struct milter_reply on_mail(struct milter_session *s, const char *const *
 
     session_reset_message(gs);
     gs->sender = strip_brackets(n ? args[0] : NULL);
-    a = gs->sender[0] ? sender_rules_check_sender(t->gen->sender_rules, gs->sender, &rule)
+    a = gs->sender[0] ? sender_rules_check_sender(t->rules->sr, gs->sender, &rule)
                       : SENDER_RULE_NONE;
     if (a == SENDER_RULE_BLOCK) {
         reply = milter_reply_code("550", "5.7.1", "Sender %s is blocked by policy", gs->sender);
@@ -540,37 +577,140 @@ static const struct milter_callbacks gateway_callbacks = {
 
 /* ------------------------------------------------------------ daemon -- */
 
-/* Loads sender rules from the records database (empty when it cannot be read: logged). */
-static struct sender_rules *load_sender_rules(const struct config *cfg)
+/*
+ * Builds a snapshot of the rules in db. NULL with err_set() when they cannot
+ * be read or one is invalid (sender_rules_new() refuses the whole set: the
+ * caller keeps its previous snapshot rather than drop a block rule).
+ */
+static struct sender_rules *load_sender_rules(struct db *db)
 {
-    struct db *db = NULL;
     struct db_sender_rule_list list = {0};
-    struct sender_rule *rules = NULL;
-    struct sender_rules *sr;
-    size_t i, n = 0;
+    struct sender_rule *rules;
+    struct sender_rules *sr = NULL;
+    size_t i;
 
-    if (db_open(cfg->db_uri, &db) != DB_OK || db_sender_rule_list(db, &list) != DB_OK) {
-        log_warn("msg=\"sender rules not loaded\" reason=\"%s\"", err_msg());
-    } else {
-        rules = xcalloc(list.n ? list.n : 1, sizeof *rules);
-        for (i = 0; i < list.n; i++) {
-            const struct db_sender_rule *d = &list.items[i];
-            struct sender_rule *r = &rules[n];
-            r->kind = !strcmp(d->kind, "ip")       ? SENDER_RULE_IP
-                      : !strcmp(d->kind, "domain") ? SENDER_RULE_DOMAIN
-                                                   : SENDER_RULE_ADDRESS;
-            r->action = !strcmp(d->action, "block") ? SENDER_RULE_BLOCK : SENDER_RULE_ALLOW;
-            r->value = d->value;
-            r->id = d->id;
-            r->comment = d->note;
-            n++;
-        }
+    if (db_sender_rule_list(db, &list) != DB_OK) {
+        db_sender_rule_list_free(&list);
+        return NULL;
     }
-    sr = sender_rules_new(rules, n); /* copies what it keeps */
+    rules = xcalloc(list.n ? list.n : 1, sizeof *rules);
+    for (i = 0; i < list.n; i++) {
+        const struct db_sender_rule *d = &list.items[i];
+        struct sender_rule *r = &rules[i];
+        if (sender_rule_kind_parse(d->kind, &r->kind) != 0 ||
+            sender_rule_action_parse(d->action, &r->action) != 0)
+            goto out;
+        r->value = d->value;
+        r->id = d->id;
+        r->comment = d->note;
+    }
+    sr = sender_rules_new(rules, list.n); /* copies what it keeps */
+out:
     free(rules);
     db_sender_rule_list_free(&list);
-    db_close(db);
     return sr;
+}
+
+/* Installs sr (owned from now on) as the rules every worker uses from its next stage. */
+static void gateway_rules_swap(struct gateway *g, struct sender_rules *sr)
+{
+    struct gw_rules *rules = xcalloc(1, sizeof *rules), *old;
+    rules->refs = 1;
+    rules->sr = sr;
+    pthread_mutex_lock(&g->lock);
+    old = g->rules;
+    g->rules = rules;
+    pthread_mutex_unlock(&g->lock);
+    rules_release(old); /* freed once no worker thread uses it any more */
+}
+
+/* The housekeeping connection for the current configuration's database, (re)opened as needed;
+ * NULL with err_set() when it cannot be opened. */
+static struct db *gateway_hk_db(struct gateway *g)
+{
+    const char *uri = g->gen->cfg.db_uri;
+    if (g->hk_db && strcmp(g->hk_db_uri, uri) == 0) return g->hk_db;
+    db_close(g->hk_db);
+    g->hk_db = NULL;
+    if (db_open(uri, &g->hk_db) != DB_OK) return NULL;
+    snprintf(g->hk_db_uri, sizeof g->hk_db_uri, "%s", uri);
+    return g->hk_db;
+}
+
+/*
+ * Reloads the sender rules if their generation in the database moved (or
+ * always, with force). The generation is read before the rules, so a change
+ * landing in between is seen at the next poll. When the database cannot be
+ * read, or holds a rule sender_rules_new() refuses, the previous snapshot
+ * stays (at start: an empty one) and the failure is logged once.
+ */
+static void gateway_rules_refresh(struct gateway *g, bool force)
+{
+    struct db *db = gateway_hk_db(g);
+    struct sender_rules *sr;
+    int64_t generation = 0;
+
+    if (db == NULL || db_sender_rules_generation(db, &generation) != DB_OK) {
+        if (!g->rules_db_failing)
+            log_warn("msg=\"sender rules not read; the previous ones stay\" reason=\"%s\"",
+                     err_msg());
+        g->rules_db_failing = true;
+        db_close(g->hk_db); /* reopened at the next poll */
+        g->hk_db = NULL;
+        if (g->rules == NULL) gateway_rules_swap(g, sender_rules_new(NULL, 0));
+        return;
+    }
+    if (!force && !g->rules_db_failing && generation == g->rules_generation) return;
+    g->rules_db_failing = false;
+    sr = load_sender_rules(db);
+    if (sr == NULL) {
+        log_error("msg=\"sender rules not loaded; the previous ones stay\" generation=%lld "
+                  "reason=\"%s\"",
+                  (long long)generation, err_msg());
+        if (g->rules == NULL) gateway_rules_swap(g, sender_rules_new(NULL, 0));
+    } else {
+        log_info("msg=\"sender rules loaded\" rules=%zu generation=%lld", sender_rules_count(sr),
+                 (long long)generation);
+        gateway_rules_swap(g, sr);
+    }
+    g->rules_generation = generation; /* a broken set is not retried until it changes */
+}
+
+/* Deletes message-log rows and captures past their retention, logging what went. */
+static void gateway_retention(struct gateway *g)
+{
+    const struct config *cfg = &g->gen->cfg;
+    time_t now = time(NULL);
+
+    if (cfg->log_retention_days > 0) {
+        struct db *db = gateway_hk_db(g);
+        int64_t deleted = 0;
+        time_t cutoff = now - (time_t)cfg->log_retention_days * 86400;
+        if (db == NULL || db_messages_delete_older_than(db, (int64_t)cutoff, &deleted) != DB_OK)
+            log_warn("msg=\"message log retention failed\" deleted=%lld reason=\"%s\"",
+                     (long long)deleted, err_msg());
+        else
+            log_info("msg=\"retention\" what=message_log older_than_days=%u deleted=%lld",
+                     cfg->log_retention_days, (long long)deleted);
+    }
+    if (cfg->capture_retention_days > 0) {
+        size_t deleted = 0;
+        time_t cutoff = now - (time_t)cfg->capture_retention_days * 86400;
+        if (capture_purge_before(cfg->capture_dir, cutoff, &deleted) != 0)
+            log_warn("msg=\"capture retention failed\" dir=%s deleted=%zu reason=\"%s\"",
+                     cfg->capture_dir, deleted, err_msg());
+        else
+            log_info("msg=\"retention\" what=captures dir=%s older_than_days=%u deleted=%zu",
+                     cfg->capture_dir, cfg->capture_retention_days, deleted);
+    }
+}
+
+/* Seconds on a clock that does not jump with the wall clock. */
+static double gateway_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* (Re)reads everything a reload changes into a new generation; on a configuration error
@@ -589,7 +729,6 @@ static int gateway_load(struct gateway *g)
         log_warn("msg=\"[milter] listen changes only at restart\" listen=%s", g->listen);
     gen->refs = 1;
     gen->scanner = scanner_new(&gen->cfg);
-    gen->sender_rules = load_sender_rules(&gen->cfg);
     gen->greylist = greylist_config_default();
     gen->greylist.delay_s = gen->cfg.greylist_delay_s;
     gen->greylist.retry_window_s = gen->cfg.greylist_window_s;
@@ -608,7 +747,8 @@ static int gateway_load(struct gateway *g)
     old = g->gen;
     g->gen = gen;
     pthread_mutex_unlock(&g->lock);
-    gen_release(old); /* freed once no worker thread uses it any more */
+    gen_release(old);               /* freed once no worker thread uses it any more */
+    gateway_rules_refresh(g, true); /* [store] db may have changed */
     return 0;
 }
 
@@ -642,6 +782,7 @@ int gateway_serve(const char *config_path, const char *pid_file)
     struct sigaction sa;
     struct run_args run = {0};
     pthread_t thread;
+    double next_rules_poll, next_retention;
     FILE *f;
 
     memset(&g, 0, sizeof g);
@@ -664,6 +805,8 @@ int gateway_serve(const char *config_path, const char *pid_file)
     if (run.server == NULL) {
         log_error("msg=\"cannot listen\" listen=%s reason=\"%s\"", mc.listen, err_msg());
         gen_release(g.gen);
+        rules_release(g.rules);
+        db_close(g.hk_db);
         return 1;
     }
     if (pid_file) {
@@ -687,6 +830,9 @@ int gateway_serve(const char *config_path, const char *pid_file)
              g.node, (long)getpid());
     if (pthread_create(&thread, NULL, server_thread, &run) != 0)
         log_fatal("msg=\"cannot start the server thread\"");
+    gateway_retention(&g);
+    next_rules_poll = gateway_now_s() + SENDERS_APPLY_DELAY_S;
+    next_retention = gateway_now_s() + GW_RETENTION_PERIOD_S;
     while (!stop_flag) {
         struct timespec ts = {0, 100 * 1000 * 1000};
         nanosleep(&ts, NULL);
@@ -695,11 +841,21 @@ int gateway_serve(const char *config_path, const char *pid_file)
             log_info("msg=\"reloading\"");
             if (gateway_load(&g) == 0) log_info("msg=\"reloaded\"");
         }
+        if (gateway_now_s() >= next_rules_poll) {
+            gateway_rules_refresh(&g, false);
+            next_rules_poll = gateway_now_s() + SENDERS_APPLY_DELAY_S;
+        }
+        if (gateway_now_s() >= next_retention) {
+            gateway_retention(&g);
+            next_retention = gateway_now_s() + GW_RETENTION_PERIOD_S;
+        }
     }
     log_info("msg=\"stopping\"");
     pthread_join(thread, NULL);
     milter_server_free(run.server); /* its worker threads are gone: their state was freed */
     gen_release(g.gen);
+    rules_release(g.rules);
+    db_close(g.hk_db);
     pthread_mutex_destroy(&g.lock);
     if (pid_file) unlink(pid_file);
     log_info("msg=\"stopped\"");

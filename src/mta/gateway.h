@@ -19,10 +19,20 @@
  * sending server retries. A state store that is down never blocks mail
  * (greylisting and rate limits then let it through, logged).
  *
- * Threads: the milter server's workers call in concurrently. The scanner is
- * shared read-only and swapped on reload (SIGHUP) under a read-write lock;
- * each worker thread keeps its own scan worker, records database connection
- * and state-store handle.
+ * Sender rules come from the records database (`mxwarden senders`): serve
+ * polls their generation every SENDERS_APPLY_DELAY_S seconds and swaps in a
+ * new snapshot when it moved, so a change applies without a restart (SIGHUP
+ * reloads them at once). A set the snapshot builder refuses, or a database
+ * that cannot be read, keeps the previous rules (logged).
+ *
+ * Retention, at start and then hourly: message-log rows older than [gateway]
+ * log_retention_days and captures older than capture_retention_days are
+ * deleted (0 keeps them), one log line per run saying how many.
+ *
+ * Threads: the milter server's workers call in concurrently. The scanner and
+ * the sender rules are shared read-only, reference-counted snapshots, swapped
+ * on reload under a lock; each worker thread keeps its own scan worker,
+ * records database connection and state-store handle.
  */
 #ifndef MXW_GATEWAY_H
 #define MXW_GATEWAY_H

@@ -87,6 +87,24 @@ static void test_unknown_keys_are_ignored(void **state)
     unlink(path);
 }
 
+static void test_retention_days_default_to_30_and_0_keeps_forever(void **state)
+{
+    struct config c;
+    (void)state;
+    config_defaults(&c);
+    assert_int_equal(c.log_retention_days, 30);
+    assert_int_equal(c.capture_retention_days, 30);
+    write_conf("[gateway]\nlog_retention_days = 90\ncapture_retention_days = 0\n");
+    assert_int_equal(config_load(path, &c), 0);
+    assert_int_equal(c.log_retention_days, 90);
+    assert_int_equal(c.capture_retention_days, 0);
+    write_conf("[gateway]\nlog_retention_days = 36501\n");
+    assert_int_equal(config_load(path, &c), -1);
+    write_conf("[gateway]\ncapture_retention_days = week\n");
+    assert_int_equal(config_load(path, &c), -1);
+    unlink(path);
+}
+
 static void test_missing_file_is_an_error(void **state)
 {
     struct config c;
@@ -104,6 +122,7 @@ int main(void)
         cmocka_unit_test(test_bad_value_names_file_and_line),
         cmocka_unit_test(test_negative_count_is_refused),
         cmocka_unit_test(test_unknown_keys_are_ignored),
+        cmocka_unit_test(test_retention_days_default_to_30_and_0_keeps_forever),
         cmocka_unit_test(test_missing_file_is_an_error),
     };
     log_set_level(LOG_LEVEL_ERROR); /* the unknown-key warning is expected */
