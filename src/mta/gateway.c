@@ -578,20 +578,22 @@ static const struct milter_callbacks gateway_callbacks = {
 /* ------------------------------------------------------------ daemon -- */
 
 /*
- * Builds a snapshot of the rules in db. NULL with err_set() when they cannot
- * be read or one is invalid (sender_rules_new() refuses the whole set: the
- * caller keeps its previous snapshot rather than drop a block rule).
+ * Builds a snapshot of the rules in db into *out. 0; -1 when they cannot be
+ * read (worth retrying); -2 when one is invalid (sender_rules_new() refuses
+ * the whole set, and the caller keeps its previous snapshot rather than drop
+ * a block rule). err_set() on failure.
  */
-static struct sender_rules *load_sender_rules(struct db *db)
+static int load_sender_rules(struct db *db, struct sender_rules **out)
 {
     struct db_sender_rule_list list = {0};
     struct sender_rule *rules;
     struct sender_rules *sr = NULL;
     size_t i;
 
+    *out = NULL;
     if (db_sender_rule_list(db, &list) != DB_OK) {
         db_sender_rule_list_free(&list);
-        return NULL;
+        return -1;
     }
     rules = xcalloc(list.n ? list.n : 1, sizeof *rules);
     for (i = 0; i < list.n; i++) {
@@ -608,7 +610,8 @@ static struct sender_rules *load_sender_rules(struct db *db)
 out:
     free(rules);
     db_sender_rule_list_free(&list);
-    return sr;
+    *out = sr;
+    return sr ? 0 : -2;
 }
 
 /* Installs sr (owned from now on) as the rules every worker uses from its next stage. */
@@ -647,10 +650,15 @@ static struct db *gateway_hk_db(struct gateway *g)
 static void gateway_rules_refresh(struct gateway *g, bool force)
 {
     struct db *db = gateway_hk_db(g);
-    struct sender_rules *sr;
+    struct sender_rules *sr = NULL;
     int64_t generation = 0;
+    int rc = -1;
 
-    if (db == NULL || db_sender_rules_generation(db, &generation) != DB_OK) {
+    if (db != NULL && db_sender_rules_generation(db, &generation) == DB_OK) {
+        if (!force && !g->rules_db_failing && generation == g->rules_generation) return;
+        rc = load_sender_rules(db, &sr);
+    }
+    if (rc == -1) { /* the database: retried at every poll until it answers */
         if (!g->rules_db_failing)
             log_warn("msg=\"sender rules not read; the previous ones stay\" reason=\"%s\"",
                      err_msg());
@@ -660,10 +668,8 @@ static void gateway_rules_refresh(struct gateway *g, bool force)
         if (g->rules == NULL) gateway_rules_swap(g, sender_rules_new(NULL, 0));
         return;
     }
-    if (!force && !g->rules_db_failing && generation == g->rules_generation) return;
     g->rules_db_failing = false;
-    sr = load_sender_rules(db);
-    if (sr == NULL) {
+    if (rc == -2) {
         log_error("msg=\"sender rules not loaded; the previous ones stay\" generation=%lld "
                   "reason=\"%s\"",
                   (long long)generation, err_msg());

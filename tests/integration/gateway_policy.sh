@@ -6,7 +6,8 @@
 #     than their retention, and keeps recent ones;
 #   - `senders add block spammer.example` while serve runs: MAIL FROM that
 #     domain or a subdomain gets 5xx within seconds, other senders are
-#     delivered, the refusal is in the message log; `senders remove` lifts it;
+#     delivered, the refusal is in the message log; a rule serve cannot use
+#     keeps the previous rules; `senders remove` lifts the block;
 #   - DNSBL: the client 192.0.2.2 is listed in bl.test (return code
 #     127.0.0.2 -> RBL_MXW_TEST, score 30): its message is refused with 5xx and
 #     the symbol is in the message log; 192.0.2.3 is not listed and is delivered.
@@ -188,6 +189,22 @@ grep -q 'msg="refused" stage=mail client=127.0.0.1 sender="x@spammer.example" by
 [ "$(sql "SELECT count(*) FROM audit WHERE action = 'sender_rule.add' AND target = 'spammer.example'")" = 1 ] ||
     fail "no audit row for senders add"
 echo "ok senders add block: domain and subdomain 550 without a restart, others delivered, logged"
+
+# A rule serve cannot use (written behind the command's back) keeps the previous rules in force.
+sql "INSERT INTO sender_rules (kind, value, action, created) VALUES ('ip', 'not-an-ip', 'block', 0);
+     UPDATE generations SET value = value + 1 WHERE name = 'sender_rules';"
+for _ in $(seq 50); do
+    grep -q 'msg="sender rules not loaded; the previous ones stay"' "$work/serve.log" && break
+    sleep 0.1
+done
+grep -q 'msg="sender rules not loaded; the previous ones stay"' "$work/serve.log" ||
+    fail "serve did not report the unusable rule"
+send "550 5.7.1" x@spammer.example --header "Subject: still blocked" --body "$body"
+loads=$(grep -c 'msg="sender rules loaded"' "$work/serve.log")
+sql "DELETE FROM sender_rules WHERE value = 'not-an-ip';
+     UPDATE generations SET value = value + 1 WHERE name = 'sender_rules';"
+wait_rules_loaded "$loads"
+echo "ok an unusable rule in the table keeps the previous rules in force"
 
 loads=$(grep -c 'msg="sender rules loaded"' "$work/serve.log")
 "$bin" senders remove spammer.example >"$work/out" || fail "senders remove exited $?"
