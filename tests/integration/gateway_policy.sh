@@ -253,4 +253,14 @@ grep -q "Rate limit exceeded" "$work/swaks.out" || fail "the 4xx is not the rate
 [ "$(sql "SELECT count(*) FROM messages WHERE decided_by = 'rate_limit' AND client_ip = '127.0.0.3'")" = 1 ] ||
     fail "no message-log row for the rate-limited connection"
 echo "ok rate limit 3/1h: three delivered, the fourth 451"
+# serve stops cleanly (status 0; under ASan: no sanitizer report, no leak of a swapped snapshot).
+kill "$mxw_pid"
+set +e
+wait "$mxw_pid"
+rc=$?
+set -e
+mxw_pid=
+[ "$rc" = 0 ] || { tail -20 "$work/serve.log" >&2; fail "serve exited $rc"; }
+! grep -q 'Sanitizer' "$work/serve.log" || { grep -A20 Sanitizer "$work/serve.log" >&2; fail "sanitizer report"; }
+echo "ok serve stopped cleanly"
 echo "gateway_policy took $(($(date +%s) - start_s)) s"
