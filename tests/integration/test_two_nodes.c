@@ -495,36 +495,57 @@ static void sleep_until_wall(double t)
  * node 2's early retry in S+1 (elapsed 1 < delay 2: refused); node 2's retry
  * in S+2 passes only if it reads node 1's record from S: had node 2 kept its
  * own, its first attempt would be from S+1 and S+2 would still be too early.
+ *
+ * A step that overruns its second proves nothing either way; the round is
+ * then abandoned (false) and the caller starts again with a fresh triplet
+ * (another recipient). Otherwise every reply is asserted.
  */
-static void test_greylist_triplet_from_node1_passes_on_node2(void **state)
+static bool greylist_round(const char *ip, const char *sender, const char *rcpt)
 {
-    const char *ip = "198.51.100.20", *sender = "<carol@sender.example>",
-               *rcpt = "<dave@test.example>";
     struct milter_client_result res;
-    double second;
-    (void)state;
+    double second = (double)(long long)wall_now_s() + 1; /* the start of the next second: S */
 
-    second = (double)(long long)wall_now_s() + 1; /* the start of the next second: S */
     sleep_until_wall(second + 0.02);
     deliver(NODE1, ip, sender, rcpt, plain_message, &res);
+    if (wall_now_s() >= second + 1) goto overran;
     assert_tempfail(NODE1, &res, MILTER_CMD_RCPT, "Greylisted", "first attempt");
     milter_client_result_free(&res);
-    if (wall_now_s() >= second + 1)
-        fail_msg("the first attempt took more than a second; the timing below would mean nothing");
 
     sleep_until_wall(second + 1 + 0.02);
     deliver(NODE2, ip, sender, rcpt, plain_message, &res);
+    if (wall_now_s() >= second + 2) goto overran;
     assert_tempfail(NODE2, &res, MILTER_CMD_RCPT, "Greylisted", "retry before the delay");
     milter_client_result_free(&res);
-    if (wall_now_s() >= second + 2) fail_msg("the early retry took more than a second");
 
     sleep_until_wall(second + GREYLIST_DELAY_S + 0.02);
     deliver(NODE2, ip, sender, rcpt, plain_message, &res);
+    if (wall_now_s() >= second + GREYLIST_DELAY_S + 1) goto overran;
     assert_accepted(NODE2, &res, "retry after the delay");
     milter_client_result_free(&res);
+    return true;
+
+overran:
+    print_message("greylist round for %s overran its second; trying another triplet\n", rcpt);
+    milter_client_result_free(&res);
+    return false;
+}
+
+static void test_greylist_triplet_from_node1_passes_on_node2(void **state)
+{
+    static const char *const rcpts[] = {"<dave@test.example>", "<dave2@test.example>",
+                                        "<dave3@test.example>"};
+    const char *ip = "198.51.100.20", *sender = "<carol@sender.example>";
+    struct milter_client_result res;
+    size_t i;
+    (void)state;
+
+    for (i = 0; i < sizeof rcpts / sizeof rcpts[0]; i++)
+        if (greylist_round(ip, sender, rcpts[i])) break;
+    if (i == sizeof rcpts / sizeof rcpts[0])
+        fail_msg("every greylist round overran its one-second steps: machine too slow");
 
     /* The triplet passed: node 1 lets it through at once too. */
-    deliver(NODE1, ip, sender, rcpt, plain_message, &res);
+    deliver(NODE1, ip, sender, rcpts[i], plain_message, &res);
     assert_accepted(NODE1, &res, "after the triplet passed on node 2");
     milter_client_result_free(&res);
     /* Another recipient is another triplet: greylisted on node 2, so greylisting is on there. */
