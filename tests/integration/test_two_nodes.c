@@ -4,7 +4,8 @@
  * message, the other acts on at once.
  *
  *   - rate limit: connections from one client IP through node 1 up to the
- *     per-IP limit; the next one through node 2 is refused with 451;
+ *     per-IP limit; the next one through node 2 is refused with 451 (and
+ *     each node's own message log shows what that node decided);
  *   - greylist: the first attempt through node 1 gets 451; a retry through
  *     node 2 before the delay still gets 451; after the delay node 2 accepts;
  *   - Bayes: spam learned with node 1's configuration (`mxwarden -c node1.conf
@@ -47,6 +48,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "store/db.h"
 #include "milter_client.h"
 #include "mta/milter.h"
 #include "redis_server.h"
@@ -413,6 +415,36 @@ static void assert_tempfail(const struct node *n, const struct milter_client_res
                  res->reply.text, res->stage ? res->stage : '0');
 }
 
+/*
+ * Rows of n's message log (its own SQLite file) with this stage, decided_by (NULL:
+ * any) and client; every row must carry n's name, since no other node writes there.
+ */
+static size_t node_log_count(const struct node *n, const char *stage, const char *decided_by,
+                             const char *client_ip)
+{
+    char uri[600];
+    struct db *db = NULL;
+    struct db_message_list list = {0};
+    size_t i, count = 0;
+
+    snprintf(uri, sizeof uri, "sqlite:%s/%s.db", tmpdir, n->name);
+    if (db_open(uri, &db) != DB_OK || db_messages_list(db, 0, 100, &list) != DB_OK)
+        fail_msg("%s: message log not readable: %s", n->name, err_msg());
+    for (i = 0; i < list.n; i++) {
+        const struct db_message *m = &list.items[i];
+        if (m->node == NULL || strcmp(m->node, n->name) != 0)
+            fail_msg("%s: a row of its message log names node \"%s\"", n->name,
+                     m->node ? m->node : "(null)");
+        if (m->stage && strcmp(m->stage, stage) == 0 &&
+            (decided_by == NULL || (m->decided_by && strcmp(m->decided_by, decided_by) == 0)) &&
+            m->client_ip && strcmp(m->client_ip, client_ip) == 0)
+            count++;
+    }
+    db_message_list_free(&list);
+    db_close(db);
+    return count;
+}
+
 static const char plain_message[] = "From: Alice <alice@sender.example>\r\n"
                                     "To: bob@test.example\r\n"
                                     "Subject: Notes from the planning meeting\r\n"
@@ -461,6 +493,11 @@ static void test_rate_limit_counts_across_nodes(void **state)
             &res);
     assert_accepted(NODE2, &res, "another client");
     milter_client_result_free(&res);
+
+    /* Each node logged what it decided, under its own name, in its own records. */
+    assert_int_equal(node_log_count(NODE1, "data", NULL, "192.0.2.10"), RATE_LIMIT);
+    assert_int_equal(node_log_count(NODE2, "connect", "rate_limit", "192.0.2.10"), 1);
+    assert_int_equal(node_log_count(NODE1, "connect", "rate_limit", "192.0.2.10"), 0);
 }
 
 /* ---- greylisting ---- */
