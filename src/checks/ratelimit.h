@@ -6,7 +6,8 @@
  * The milter counts one event per call: a connection (or a message) per
  * client IP at connect, a message per sender domain at MAIL, a recipient at
  * RCPT. An event over its limit is refused with
- * "451 4.7.1 Rate limit exceeded for <kind>, try again later" and is not
+ * "451 4.7.1 Rate limit exceeded for WHAT, try again later" (WHAT: "your
+ * address", "the sender domain" or "this recipient") and is not
  * counted, so a sender that backs off is let in again once the window
  * allows it.
  *
