@@ -39,6 +39,8 @@
  *   node =                           ; this node's name in the message log (default: hostname)
  *   capture = yes                    ; keep raw messages for preview and training
  *   capture_dir = var/capture
+ *   capture_sync = no                ; fsync each capture (2 fsyncs per message); the message
+ *                                    ; itself is Postfix's to keep, so off by default
  *   [postfix]
  *   config_directory =               ; Postfix's -c DIR for queue operations; empty: the system's
  *   [quarantine]
@@ -97,6 +99,7 @@ struct config {
     unsigned max_message_bytes;
     char node[128];
     bool capture;
+    bool capture_sync;
     char capture_dir[CONFIG_MAX_VALUE];
     char postfix_config_dir[CONFIG_MAX_VALUE];
     unsigned quarantine_retention_days;
