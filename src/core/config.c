@@ -170,6 +170,8 @@ static int config_handler(void *user, const char *section, const char *name, con
         rc = config_small_string(value, c->node, sizeof c->node);
     else if (!strcmp(section, "gateway") && !strcmp(name, "capture"))
         rc = config_bool(value, &c->capture);
+    else if (!strcmp(section, "gateway") && !strcmp(name, "capture_sync"))
+        rc = config_bool(value, &c->capture_sync);
     else if (!strcmp(section, "gateway") && !strcmp(name, "capture_dir"))
         rc = config_string(value, c->capture_dir);
     else if (!strcmp(section, "gateway") && !strcmp(name, "log_retention_days"))

@@ -44,6 +44,8 @@
  *   capture_retention_days = 30      ; ... and captured raw messages older than this; as long
  *                                    ; as [quarantine] retention_days, so held mail can be
  *                                    ; previewed until it is purged; 0 keeps them forever
+ *   capture_sync = no                ; fsync each capture (2 fsyncs per message); the message
+ *                                    ; itself is Postfix's to keep, so off by default
  *   [postfix]
  *   config_directory =               ; Postfix's -c DIR for queue operations; empty: the system's
  *   [quarantine]
@@ -102,6 +104,7 @@ struct config {
     unsigned max_message_bytes;
     char node[128];
     bool capture;
+    bool capture_sync;
     char capture_dir[CONFIG_MAX_VALUE];
     unsigned log_retention_days;     /* 0: forever */
     unsigned capture_retention_days; /* 0: forever */

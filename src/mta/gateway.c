@@ -466,8 +466,9 @@ static struct milter_reply on_eom(struct milter_session *s, struct milter_action
     /* Capture what Postfix keeps (delivered or held), so it can be previewed and trained. */
     if (cfg->capture && action != ACTION_REJECT) {
         snprintf(id, sizeof id, "%s-%lld", queue_id ? queue_id : "noid", (long long)now);
-        if (capture_write(cfg->capture_dir, id, now, gs->raw.data ? gs->raw.data : "", gs->raw.len,
-                          capture_rel) != 0) {
+        if (capture_write_flags(cfg->capture_dir, id, now, gs->raw.data ? gs->raw.data : "",
+                                gs->raw.len, cfg->capture_sync ? CAPTURE_SYNC : 0,
+                                capture_rel) != 0) {
             log_warn("msg=\"capture failed\" queue_id=%s reason=\"%s\"", queue_id ? queue_id : "",
                      err_msg());
             capture_rel[0] = '\0';

@@ -106,6 +106,12 @@ static int capture_write_all(int fd, const char *data, size_t len)
 int capture_write(const char *dir, const char *id, time_t when, const void *data, size_t len,
                   char *rel)
 {
+    return capture_write_flags(dir, id, when, data, len, CAPTURE_SYNC, rel);
+}
+
+int capture_write_flags(const char *dir, const char *id, time_t when, const void *data,
+                        size_t len, unsigned flags, char *rel)
+{
     char day[4096], tmp[4096], final[4096];
     struct tm tm;
     int fd;
@@ -144,7 +150,7 @@ int capture_write(const char *dir, const char *id, time_t when, const void *data
         err_set("capture: cannot create %s: %s", tmp, strerror(errno));
         return -1;
     }
-    if (capture_write_all(fd, data, len) != 0 || fsync(fd) != 0) {
+    if (capture_write_all(fd, data, len) != 0 || ((flags & CAPTURE_SYNC) && fsync(fd) != 0)) {
         err_set("capture: cannot write %s: %s", tmp, strerror(errno));
         close(fd);
         unlink(tmp);
@@ -160,7 +166,7 @@ int capture_write(const char *dir, const char *id, time_t when, const void *data
         unlink(tmp);
         return -1;
     }
-    if (capture_sync_dir(day) != 0) return -1;
+    if ((flags & CAPTURE_SYNC) && capture_sync_dir(day) != 0) return -1;
     snprintf(rel, CAPTURE_REL_MAX, "%04d/%02d/%02d/%s.eml", tm.tm_year + 1900, tm.tm_mon + 1,
              tm.tm_mday, id);
     return 0;

@@ -10,10 +10,15 @@
  * never name a file outside DIR. IDs are 1..CAPTURE_ID_MAX characters of
  * [A-Za-z0-9_-] (a Postfix queue id, a hex id).
  *
- * Durability: a capture is written to a temporary file in its day directory,
- * fsync'd, renamed over ID.eml and the directory fsync'd, so after a crash a
- * capture is either complete or absent (a stray ".ID.*.tmp" may remain; purge
- * removes those). Files are 0600 and directories 0700: messages are private.
+ * Durability: a capture is written to a temporary file in its day directory
+ * and renamed over ID.eml, so a reader never sees half a capture. With
+ * CAPTURE_SYNC the file and then the directory are fsync'd too, so after an
+ * OS crash or power cut a capture is either complete or absent; without it
+ * (the gateway's default: the message itself is Postfix's to keep, and two
+ * fsyncs per message cost more than the scan) the last seconds of captures
+ * may come back empty or missing after such a crash. A stray ".ID.*.tmp" may
+ * remain either way; purge removes those. Files are 0600 and directories
+ * 0700: messages are private.
  *
  * Errors: functions return 0 or -1 with err_set() naming the file.
  */
@@ -38,6 +43,10 @@
  */
 int capture_write(const char *dir, const char *id, time_t when, const void *data, size_t len,
                   char *rel);
+#define CAPTURE_SYNC 0x1u /* fsync the file and its directory before returning */
+/* capture_write() with flags: 0, or CAPTURE_SYNC (what capture_write() does). */
+int capture_write_flags(const char *dir, const char *id, time_t when, const void *data,
+                        size_t len, unsigned flags, char *rel);
 
 /* Reads the capture at rel (as capture_write() returned it) into a malloc'd, NUL-terminated
  * buffer (caller frees; *len excludes the NUL). -1 for a malformed rel or a missing file. */

@@ -97,6 +97,23 @@ static void test_capture_round_trips_bytes_in_dated_private_file(void **state)
     free(data);
 }
 
+static void test_capture_without_sync_writes_the_same_file(void **state)
+{
+    struct fixture *f = *state;
+    static const char msg[] = "Subject: unsynced\r\n\r\nbody\r\n";
+    char rel[CAPTURE_REL_MAX], path[1024], *data = NULL;
+    size_t len = 0;
+
+    assert_int_equal(capture_write_flags(f->cap, "nosync1", T_MAR15, msg, sizeof msg - 1, 0, rel), 0);
+    assert_string_equal(rel, "2026/03/15/nosync1.eml");
+    snprintf(path, sizeof path, "%s/2026/03/15", f->cap);
+    assert_int_equal(count_entries(path), 1); /* renamed into place, no temporary file left */
+    assert_int_equal(capture_read(f->cap, rel, &data, &len), 0);
+    assert_int_equal(len, sizeof msg - 1);
+    assert_memory_equal(data, msg, len);
+    free(data);
+}
+
 static void test_capture_replaces_same_id_same_day(void **state)
 {
     struct fixture *f = *state;
@@ -233,6 +250,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_capture_round_trips_bytes_in_dated_private_file, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_capture_without_sync_writes_the_same_file, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_capture_replaces_same_id_same_day, setup, teardown),
         cmocka_unit_test_setup_teardown(test_capture_refuses_unsafe_ids, setup, teardown),
