@@ -396,30 +396,40 @@ int reputation_check(const struct reputation_ids *ids, const struct reputation_c
 
 /* ---- record ---- */
 
-int reputation_record(struct kv *kv, const struct reputation_entities *e,
-                      enum reputation_verdict verdict, time_t now, reputation_allow_fn is_allowed,
-                      void *allow_ctx)
+size_t reputation_record_into(struct kv_batch *b, const struct reputation_entities *e,
+                              enum reputation_verdict verdict, time_t now,
+                              reputation_allow_fn is_allowed, void *allow_ctx)
 {
     static const int32_t spam_delta[2] = {1, 0}, ham_delta[2] = {0, 1};
     const int32_t *delta = verdict == REPUTATION_VERDICT_SPAM ? spam_delta : ham_delta;
     long long hour = reputation_hour(now);
-    struct kv_batch *b;
-    size_t i;
-    int rc = KV_OK;
+    size_t i, added = 0;
 
     assert(e->n <= REPUTATION_MAX_ENTITIES);
-    if (kv == NULL) {
-        err_set("reputation: the kv store is not open");
-        return KV_UNAVAILABLE;
-    }
-    b = kv_batch_new();
     for (i = 0; i < e->n; i++) {
         if (verdict == REPUTATION_VERDICT_SPAM && reputation_allowed(e, i, is_allowed, allow_ctx))
             continue;
         kv_batch_incr(b, REPUTATION_NS, reputation_key(&e->e[i], hour), 2, delta,
                       REPUTATION_TTL_SECONDS);
+        added++;
     }
-    if (kv_batch_size(b) > 0) rc = kv_batch_commit(kv, b);
+    return added;
+}
+
+int reputation_record(struct kv *kv, const struct reputation_entities *e,
+                      enum reputation_verdict verdict, time_t now, reputation_allow_fn is_allowed,
+                      void *allow_ctx)
+{
+    struct kv_batch *b;
+    int rc = KV_OK;
+
+    if (kv == NULL) {
+        err_set("reputation: the kv store is not open");
+        return KV_UNAVAILABLE;
+    }
+    b = kv_batch_new();
+    if (reputation_record_into(b, e, verdict, now, is_allowed, allow_ctx) > 0)
+        rc = kv_batch_commit(kv, b);
     kv_batch_free(b);
     return rc;
 }

@@ -154,6 +154,15 @@ int reputation_check(const struct reputation_ids *ids, const struct reputation_c
  * Returns KV_OK (also when there was nothing to record) or a negative KV_*
  * code with err_set() (KV_UNAVAILABLE for kv NULL); nothing is counted then.
  */
+struct kv_batch;
+/*
+ * What reputation_record() counts, added to b instead of committed, so a
+ * caller can commit it later (or with other writes) in one transaction.
+ * Returns how many increments it added.
+ */
+size_t reputation_record_into(struct kv_batch *b, const struct reputation_entities *e,
+                              enum reputation_verdict verdict, time_t now,
+                              reputation_allow_fn is_allowed, void *allow_ctx);
 int reputation_record(struct kv *kv, const struct reputation_entities *e,
                       enum reputation_verdict verdict, time_t now, reputation_allow_fn is_allowed,
                       void *allow_ctx);

@@ -103,6 +103,7 @@ struct gw_session {
     struct buf raw;
     size_t max_bytes; /* the size limit of the generation the session started with */
     bool too_big;
+    bool flush_after_reply; /* this thread's scan worker holds verdicts to commit */
 };
 
 /* ----------------------------------------------------------- helpers -- */
@@ -458,6 +459,7 @@ static struct milter_reply on_eom(struct milter_session *s, struct milter_action
     env.arrival_unix = now;
 
     sc = scan_message(t->worker, gs->raw.data ? gs->raw.data : "", gs->raw.len, &env);
+    gs->flush_after_reply = true; /* its reputation verdict is committed once Postfix has ours */
     r = &sc->result;
     action = r->action;
     /* An operator's allow rule skips the spam actions: the headers still tell. */
@@ -561,6 +563,17 @@ static void on_close(struct milter_session *s)
     s->app_data = NULL;
 }
 
+/* After the reply: the scan's reputation verdicts go to the store now, off the SMTP clock. The
+ * milter server calls this in the thread that ran on_eom, so the worker is the one that
+ * scanned. */
+static void on_replied(struct milter_session *s)
+{
+    struct gw_session *gs = s->app_data;
+    if (gs == NULL || !gs->flush_after_reply) return;
+    gs->flush_after_reply = false;
+    scan_worker_flush(thread_state(s->app)->worker);
+}
+
 static const struct milter_callbacks gateway_callbacks = {
     .connect = on_connect,
     .helo = on_helo,
@@ -572,6 +585,7 @@ static const struct milter_callbacks gateway_callbacks = {
     .eom = on_eom,
     .abort = on_abort,
     .close = on_close,
+    .replied = on_replied,
     .no_reply_stages =
         MILTER_STAGE_HELO | MILTER_STAGE_HEADER | MILTER_STAGE_EOH | MILTER_STAGE_BODY,
 };

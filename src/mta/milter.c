@@ -283,6 +283,12 @@ struct milter_session *milter_session_new(const struct milter_callbacks *cb, voi
     return &s->pub;
 }
 
+void milter_session_replied(struct milter_session *pub)
+{
+    struct session *s = (struct session *)pub;
+    if (s->cb->replied) s->cb->replied(pub);
+}
+
 static void macros_forget(struct session *s, enum macro_level from)
 {
     size_t i, kept = 0;
@@ -1083,8 +1089,11 @@ static void conn_turn(struct milter_server *srv, struct conn *c, char *rbuf, siz
                 buf_clear(out);
                 break;
             }
-            if (out->len) replied = true;
-            buf_clear(out);
+            if (out->len) {
+                replied = true;
+                buf_clear(out);
+                milter_session_replied(c->session);
+            }
             if (rc == 1) {
                 why = "quit";
                 break;

@@ -237,6 +237,9 @@ struct milter_callbacks {
     void (*abort)(struct milter_session *s);
     /* The connection ends (quit, error, timeout, shutdown); free app_data here. */
     void (*close)(struct milter_session *s);
+    /* The server wrote this session's replies to the MTA: for work that must not delay them
+     * (the MTA is already going on). May be NULL. */
+    void (*replied)(struct milter_session *s);
     /* MILTER_STAGE_* bits whose callback only ever continues: negotiated as SMFIP_NR_*. */
     unsigned no_reply_stages;
 };
@@ -255,6 +258,9 @@ void milter_session_free(struct milter_session *s);
  * input; err_msg() says why; out may still hold replies to write first).
  */
 int milter_session_feed(struct milter_session *s, const void *bytes, size_t n, struct buf *out);
+/* Calls the replied callback, if any: a server calls it after writing what
+ * milter_session_feed() put in out, whenever that was something. */
+void milter_session_replied(struct milter_session *s);
 /* True between MAIL and the end (or abort) of that message. */
 bool milter_session_in_message(const struct milter_session *s);
 /*

@@ -53,6 +53,7 @@ struct scan_worker {
     time_t next_open_attempt;
     struct rule_scratch *rule_scratch;
     bool record_verdicts; /* feed reputation with this worker's verdicts (the daemon does) */
+    struct kv_batch *pending; /* verdicts not yet committed (scan_worker_flush) */
     struct settings_ref settings_ref;
     struct dns_resolver *dns; /* NULL when auth is off or the resolver could not start */
 };
@@ -185,6 +186,8 @@ struct scan_worker *scan_worker_new(const struct scanner *s)
 void scan_worker_free(struct scan_worker *w)
 {
     if (w == NULL) return;
+    scan_worker_flush(w);
+    kv_batch_free(w->pending);
     bayes_free(w->bayes);
     kv_close(w->kv);
     rule_scratch_free(w->rule_scratch);
@@ -201,6 +204,15 @@ struct kv *scan_worker_kv(struct scan_worker *w)
 void scan_worker_record_verdicts(struct scan_worker *w, bool on)
 {
     w->record_verdicts = on;
+}
+
+void scan_worker_flush(struct scan_worker *w)
+{
+    if (w->pending == NULL || kv_batch_size(w->pending) == 0) return;
+    if (w->kv == NULL || kv_batch_commit(w->kv, w->pending) != KV_OK)
+        log_warn("msg=\"reputation not recorded\" reason=\"%s\"",
+                 w->kv ? err_msg() : "the kv store is not open");
+    kv_batch_clear(w->pending);
 }
 
 struct bayes *scan_worker_bayes(struct scan_worker *w)
@@ -273,16 +285,16 @@ static void scan_record_verdict(const struct scanner *s, struct scan_worker *w,
         v = REPUTATION_VERDICT_HAM;
     else
         return;
-    if (reputation_record(w->kv, ents, v, now, allowlist_reputation, s->allow) != 0)
-        log_warn("msg=\"reputation not recorded\" reason=\"%s\"", err_msg());
+    if (w->pending == NULL) w->pending = kv_batch_new();
+    reputation_record_into(w->pending, ents, v, now, allowlist_reputation, s->allow);
 }
 
 struct scan *scan_message(struct scan_worker *w, const char *data, size_t len,
                           const struct envelope *env)
 {
     const struct scanner *s = w->scanner;
-    struct message *m = message_parse(data, len, env);
-    struct scan *sc = arena_calloc(m->arena, 1, sizeof *sc);
+    struct message *m;
+    struct scan *sc;
     struct thresholds t = thresholds_default();
     struct bayes *bayes = scan_worker_bayes(w);
     struct bayes_result br;
@@ -291,6 +303,9 @@ struct scan *scan_message(struct scan_worker *w, const char *data, size_t len,
     time_t now = env && env->arrival_unix ? (time_t)env->arrival_unix : time(NULL);
     int rc = -1;
 
+    scan_worker_flush(w); /* an earlier scan's verdicts, if nobody flushed them */
+    m = message_parse(data, len, env);
+    sc = arena_calloc(m->arena, 1, sizeof *sc);
     sc->message = m;
     result_init(&sc->result, m->arena, s->symbols);
     structure_check(&s->structure, m, &sc->result);

@@ -41,6 +41,16 @@ void scan_worker_free(struct scan_worker *w);
 /* Whether this worker records its verdicts into reputation (off by default: the
  * daemon turns it on; one-off scans from the command line should not teach). */
 void scan_worker_record_verdicts(struct scan_worker *w, bool on);
+/*
+ * With verdicts recorded, a scan does not write them itself: it keeps them in
+ * the worker until this call commits them (one transaction; a failure is
+ * logged and they are dropped: reputation is statistics, not mail). The
+ * gateway calls it after its reply went to the MTA, so the store's commit (a
+ * disk sync with LMDB) is not part of the SMTP latency. scan_message() and
+ * scan_worker_free() flush what is still pending first, so nothing waits
+ * longer than until the worker's next scan.
+ */
+void scan_worker_flush(struct scan_worker *w);
 /* The worker's state store (kv.h), opened on first use; NULL (with err_set) if it cannot be
  * opened now. Greylisting and rate limits share it with Bayes and reputation. */
 struct kv *scan_worker_kv(struct scan_worker *w);

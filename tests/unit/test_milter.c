@@ -40,7 +40,7 @@
 /* ---- the test application ---- */
 
 struct counters {
-    atomic_int connects, closes, aborts, eoms, rcpts;
+    atomic_int connects, closes, aborts, eoms, rcpts, replied;
 };
 
 struct per_session {
@@ -170,6 +170,12 @@ static void cb_close(struct milter_session *s)
     free(s->app_data);
 }
 
+static void cb_replied(struct milter_session *s)
+{
+    struct counters *k = s->app;
+    if (k) atomic_fetch_add(&k->replied, 1);
+}
+
 static const struct milter_callbacks test_callbacks = {
     .connect = cb_connect,
     .helo = cb_helo,
@@ -180,6 +186,7 @@ static const struct milter_callbacks test_callbacks = {
     .eom = cb_eom,
     .abort = cb_abort,
     .close = cb_close,
+    .replied = cb_replied,
     .no_reply_stages = MILTER_STAGE_HEADER | MILTER_STAGE_BODY,
 };
 
@@ -432,6 +439,25 @@ static void test_full_transaction_over_unix_socket(void **state)
 {
     (void)state;
     full_transaction(unix_server.address);
+}
+
+/* After each reply batch the server calls `replied`, e.g. for work kept off the SMTP clock. */
+static void test_replied_runs_after_each_reply(void **state)
+{
+    struct milter_client *c = open_session(unix_server.address, "client.example");
+    struct milter_client_result res;
+    int before, i;
+    (void)state;
+
+    before = atomic_load(&unix_server.counters.replied);
+    assert_int_equal(send_message(c, "<alice@example.org>", "hello", "4R1", &res), 0);
+    milter_client_result_free(&res);
+    /* MAIL, RCPT and end of message each got a reply (headers and body do not). */
+    for (i = 0; i < 200 && atomic_load(&unix_server.counters.replied) < before + 3; i++)
+        usleep(5000);
+    assert_true(atomic_load(&unix_server.counters.replied) >= before + 3);
+    assert_int_equal(milter_client_quit(c), 0);
+    milter_client_free(c);
 }
 
 static void test_full_transaction_over_tcp(void **state)
@@ -1034,6 +1060,7 @@ int main(void)
         cmocka_unit_test(test_decoder_rejects_zero_and_oversized_lengths),
         cmocka_unit_test(test_session_without_callbacks_switches_stages_off),
         cmocka_unit_test(test_full_transaction_over_unix_socket),
+        cmocka_unit_test(test_replied_runs_after_each_reply),
         cmocka_unit_test(test_full_transaction_over_tcp),
         cmocka_unit_test(test_unix_socket_has_mode_0660),
         cmocka_unit_test(test_connect_reject_tempfail_and_replycode),

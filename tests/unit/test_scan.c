@@ -233,6 +233,41 @@ static void test_reputation_from_one_node_scores_on_another(void **state)
     scanner_free(s);
 }
 
+static void test_recorded_verdicts_wait_for_the_flush(void **state)
+{
+    struct config cfg;
+    struct scanner *s;
+    struct scan_worker *a, *b;
+    struct scan *sc;
+    struct envelope env = {.mail_from = "news@flush.example", .client_ip = "203.0.113.9"};
+    static const char raw[] = "From: news@flush.example\nSubject: hello\n\nhello\n";
+    (void)state;
+
+    test_redis_flushall(&redis);
+    redis_config(&cfg);
+    cfg.rules_paths[0] = '\0';
+    cfg.reputation_record_ham_below = 100.0;
+    cfg.reputation_min_volume = 1;
+    cfg.bayes_min_learns = 1000;
+    s = scanner_new(&cfg);
+    a = scan_worker_new(s);
+    b = scan_worker_new(s);
+    scan_worker_record_verdicts(a, true);
+    scan_free(scan_message(a, raw, sizeof raw - 1, &env));
+    /* The gateway answers the MTA before the verdict is written: not in the store yet. */
+    sc = scan_message(b, "Subject: x\n\nbody\n", 17, &env);
+    assert_false(has_symbol(s, sc, "IP_REPUTATION_HAM"));
+    scan_free(sc);
+    scan_worker_flush(a);
+    sc = scan_message(b, "Subject: x\n\nbody\n", 17, &env);
+    assert_true(has_symbol(s, sc, "IP_REPUTATION_HAM"));
+    scan_free(sc);
+    scan_worker_flush(a); /* nothing pending: a no-op */
+    scan_worker_free(a);
+    scan_worker_free(b);
+    scanner_free(s);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -255,6 +290,7 @@ int main(void)
         cmocka_unit_test(test_redis_outage_gives_unavailable_then_recovers),
         cmocka_unit_test(test_autolearn_teaches_unlearned_mail_only),
         cmocka_unit_test(test_reputation_from_one_node_scores_on_another),
+        cmocka_unit_test(test_recorded_verdicts_wait_for_the_flush),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
