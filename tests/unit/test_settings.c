@@ -17,6 +17,7 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -539,7 +540,7 @@ static void test_cache_swaps_in_reload_on_next_pin(void **state)
 struct pin_arg {
     struct settings_cache *cache;
     atomic_bool *stop;
-    long pins;
+    atomic_long pins;
     long bad;
     double last_tag;
 };
@@ -559,7 +560,7 @@ static void *pin_thread(void *p)
         settings_action_for_recipients(s, 500, rcpt, 2, &d);
         if (d.action != ACTION_REJECT) a->bad++;
         a->last_tag = t->tag;
-        a->pins++;
+        atomic_fetch_add(&a->pins, 1);
     }
     settings_ref_drop(a->cache, &ref);
     return NULL;
@@ -581,6 +582,10 @@ static void test_cache_reloads_under_concurrent_readers(void **state)
         args[i] = (struct pin_arg){c, &stop, 0, 0, 0};
         assert_int_equal(pthread_create(&threads[i], NULL, pin_thread, &args[i]), 0);
     }
+    /* Every reader is running before the reloads start (they are quick without disk syncs). */
+    for (i = 0; i < PIN_THREADS; i++)
+        while (atomic_load(&args[i].pins) == 0)
+            sched_yield();
     for (i = 1; i <= 40; i++) {
         char t[16], q[16], r[16];
         bool reloaded = false;
@@ -595,7 +600,7 @@ static void test_cache_reloads_under_concurrent_readers(void **state)
     atomic_store(&stop, true);
     for (i = 0; i < PIN_THREADS; i++) {
         pthread_join(threads[i], NULL);
-        assert_true(args[i].pins > 0);
+        assert_true(atomic_load(&args[i].pins) > 0);
         assert_int_equal(args[i].bad, 0);
     }
     {
