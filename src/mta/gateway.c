@@ -416,6 +416,14 @@ static void report_header(struct buf *out, const struct scan_result *r)
     }
 }
 
+/* Seconds on a clock that does not jump with the wall clock. */
+static double gateway_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static const char *find_header(const struct message *m, const char *name)
 {
     size_t i;
@@ -440,6 +448,7 @@ static struct milter_reply on_eom(struct milter_session *s, struct milter_action
     char *rcpt_json, capture_rel[CAPTURE_REL_MAX] = "", id[64];
     enum scan_action action;
     time_t now = time(NULL);
+    double t0 = gateway_now_s(), t_scan;
 
     t = thread_state(g);
     cfg = &t->gen->cfg;
@@ -459,6 +468,7 @@ static struct milter_reply on_eom(struct milter_session *s, struct milter_action
     env.arrival_unix = now;
 
     sc = scan_message(t->worker, gs->raw.data ? gs->raw.data : "", gs->raw.len, &env);
+    t_scan = gateway_now_s();
     gs->flush_after_reply = true; /* its reputation verdict is committed once Postfix has ours */
     r = &sc->result;
     action = r->action;
@@ -536,9 +546,10 @@ static struct milter_reply on_eom(struct milter_session *s, struct milter_action
         }
     }
     log_info("msg=\"scanned\" queue_id=%s client=%s sender=\"%s\" rcpts=%zu score=%.2f action=%s "
-             "decided_by=%s",
+             "decided_by=%s scan_ms=%.2f total_ms=%.2f",
              queue_id ? queue_id : "", gs->client_ip, gs->sender ? gs->sender : "", gs->n_rcpt,
-             r->score, scan_action_name(action), r->decided_by);
+             r->score, scan_action_name(action), r->decided_by, (t_scan - t0) * 1e3,
+             (gateway_now_s() - t0) * 1e3);
 out:
     free(rcpt_json);
     buf_free(&symbols);
@@ -726,13 +737,6 @@ static void gateway_retention(struct gateway *g)
     }
 }
 
-/* Seconds on a clock that does not jump with the wall clock. */
-static double gateway_now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* (Re)reads everything a reload changes into a new generation; on a configuration error
  * the old one stays. */
