@@ -45,6 +45,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <xxhash.h>
 
 #define URL_FIND_MAX            10000 /* URLs reported per url_find_in_text() call */
 #define URL_HOST_MAX_BYTES      253   /* DNS limits: longer names cannot resolve */
@@ -470,16 +471,41 @@ static const char *url_domain_fallback(const char *host)
     return host;
 }
 
+/*
+ * The public suffix list answers the same few hosts again and again (a
+ * message's links, every message of a newsletter): each thread remembers
+ * recent answers as where in the host its registrable domain starts.
+ */
+#define URL_DOMAIN_CACHE_SLOTS 256 /* a power of two */
+#define URL_DOMAIN_CACHE_HOST  64  /* longer hosts are not cached */
+struct url_domain_cached {
+    char host[URL_DOMAIN_CACHE_HOST]; /* "" for an empty slot */
+    unsigned char skip;               /* the registrable domain is host + skip */
+};
+static _Thread_local struct url_domain_cached url_domain_cache[URL_DOMAIN_CACHE_SLOTS];
+
 /* The registrable domain of a normalised host; a suffix of host, or host itself. */
 static const char *url_domain_of(const char *host, unsigned flags)
 {
     const psl_ctx_t *psl;
     const char *d;
+    struct url_domain_cached *c = NULL;
+    size_t len;
 
     if (host[0] == '\0' || (flags & URL_F_IP_LITERAL)) return host;
+    len = strlen(host);
+    if (len < URL_DOMAIN_CACHE_HOST) {
+        c = &url_domain_cache[XXH3_64bits(host, len) & (URL_DOMAIN_CACHE_SLOTS - 1)];
+        if (strcmp(c->host, host) == 0) return host + c->skip;
+    }
     psl = url_psl_get();
     d = psl ? psl_registrable_domain(psl, host) : url_domain_fallback(host);
-    return d ? d : host;
+    if (d == NULL) d = host;
+    if (c && d >= host && d <= host + len) {
+        memcpy(c->host, host, len + 1);
+        c->skip = (unsigned char)(d - host);
+    }
+    return d;
 }
 
 const char *url_registrable_domain(struct arena *a, const char *host)
