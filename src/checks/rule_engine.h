@@ -58,6 +58,7 @@ struct rule_engine_options {
 struct rule_engine_stats {
     size_t rules;          /* rules that run (score non-zero in the set, or sub-rules) */
     size_t disabled;       /* rules with score 0 in the chosen set */
+    size_t unused;         /* sub-rules no scored rule reads, even through other metas */
     size_t hyperscan;      /* regexes in Hyperscan databases */
     size_t pcre2;          /* regexes run by PCRE2 */
     size_t failed;         /* regexes neither engine compiles; those rules never hit */

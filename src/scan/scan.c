@@ -78,9 +78,9 @@ static void scanner_load_rules(struct scanner *s)
     }
     s->engine = rule_engine_new(s->rules, s->symbols, &opt);
     rule_engine_stats(s->engine, &st);
-    log_info("msg=\"rules ready\" rules=%zu disabled=%zu hyperscan=%zu pcre2=%zu failed=%zu "
-             "metas=%zu",
-             st.rules, st.disabled, st.hyperscan, st.pcre2, st.failed, st.metas);
+    log_info("msg=\"rules ready\" rules=%zu disabled=%zu unused_subrules=%zu hyperscan=%zu "
+             "pcre2=%zu failed=%zu metas=%zu",
+             st.rules, st.disabled, st.unused, st.hyperscan, st.pcre2, st.failed, st.metas);
     /* Each problem was logged at info with its file and line; one line says there were some. */
     if (st.failed || st.meta_bad || rules_warning_count(s->rules))
         log_warn("msg=\"rules loaded with problems; `mxwarden rules check` lists them\" "

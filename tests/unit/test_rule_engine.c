@@ -234,6 +234,43 @@ static void test_meta_expressions_follow_perl(void **state)
     fixture_close(&f);
 }
 
+static bool engine_runs(const struct rule_engine *e, const char *name)
+{
+    size_t i;
+    for (i = 0; i < rule_engine_count(e); i++)
+        if (strcmp(rule_engine_rule(e, i)->name, name) == 0) return true;
+    return false;
+}
+
+static void test_subrules_no_scored_rule_reads_do_not_run(void **state)
+{
+    struct fixture f;
+    struct rule_engine_stats st;
+    (void)state;
+    fixture_open(&f,
+                 "body __READ_DIRECTLY /watches/\n"
+                 "body __READ_THROUGH_A_META /Hello/\n"
+                 "meta __MIDDLE __READ_THROUGH_A_META && 1\n"
+                 "meta SCORED __READ_DIRECTLY && __MIDDLE\n"
+                 "body __ONLY_FOR_A_ZERO_META /today/\n"
+                 "meta ZERO_SCORED __ONLY_FOR_A_ZERO_META\n"
+                 "score ZERO_SCORED 0\n"
+                 "body __READ_BY_NOBODY /Bob/\n",
+                 0);
+    assert_true(engine_runs(f.e, "SCORED"));
+    assert_true(engine_runs(f.e, "__READ_DIRECTLY"));
+    assert_true(engine_runs(f.e, "__MIDDLE"));
+    assert_true(engine_runs(f.e, "__READ_THROUGH_A_META"));
+    assert_false(engine_runs(f.e, "__ONLY_FOR_A_ZERO_META"));
+    assert_false(engine_runs(f.e, "__READ_BY_NOBODY"));
+    rule_engine_stats(f.e, &st);
+    assert_int_equal(st.unused, 2);
+    assert_int_equal(st.disabled, 1);
+    fixture_scan(&f, plain_msg, false);
+    assert_non_null(hit(&f, "SCORED"));
+    fixture_close(&f);
+}
+
 static void test_metas_over_unsupported_rules_are_unknown_not_false(void **state)
 {
     struct fixture f;
@@ -345,6 +382,7 @@ int main(void)
         cmocka_unit_test(test_uri_rules_see_redirect_targets),
         cmocka_unit_test(test_html_body_is_rendered_and_rawbody_is_markup),
         cmocka_unit_test(test_meta_expressions_follow_perl),
+        cmocka_unit_test(test_subrules_no_scored_rule_reads_do_not_run),
         cmocka_unit_test(test_metas_over_unsupported_rules_are_unknown_not_false),
         cmocka_unit_test(test_scores_sets_and_multiple),
         cmocka_unit_test(test_catastrophic_pattern_times_out_in_bounded_time),
