@@ -31,6 +31,7 @@
 #include "core/buf.h"
 #include "core/config.h"
 #include "core/file.h"
+#include "checks/dnsbl.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "mta/milter.h"
@@ -104,6 +105,8 @@ struct gw_session {
     size_t max_bytes; /* the size limit of the generation the session started with */
     bool too_big;
     bool flush_after_reply; /* this thread's scan worker holds verdicts to commit */
+    struct dnsbl_lookup *client_lookup; /* the IP block lists' answers, asked at connect */
+    struct gw_gen *lookup_gen;          /* the generation whose lists client_lookup used (a ref) */
 };
 
 /* ----------------------------------------------------------- helpers -- */
@@ -275,6 +278,15 @@ static struct milter_reply on_connect(struct milter_session *s, const char *host
                 snprintf(reply.text, sizeof reply.text, "%s", rr.reply);
                 log_refusal(t, g, gs, "connect", "rate_limit", reply.text);
             }
+        }
+        /* The IP lists are asked now, once per connection; each message collects the answers. */
+        if (reply.verdict == MILTER_CONTINUE &&
+            (gs->client_lookup = scan_worker_dnsbl_client(t->worker, gs->client_ip)) != NULL) {
+            gs->lookup_gen = t->gen;
+            __atomic_add_fetch(&t->gen->refs, 1, __ATOMIC_ACQ_REL);
+            if (dnsbl_lookup_hits(gs->client_lookup) > 0)
+                log_info("msg=\"client on a block list\" stage=connect client=%s listings=%zu",
+                         gs->client_ip, dnsbl_lookup_hits(gs->client_lookup));
         }
     }
     return reply;
@@ -467,7 +479,9 @@ static struct milter_reply on_eom(struct milter_session *s, struct milter_action
     env.queue_id = queue_id;
     env.arrival_unix = now;
 
-    sc = scan_message(t->worker, gs->raw.data ? gs->raw.data : "", gs->raw.len, &env);
+    /* A reload since connect may have changed the lists: then the scan asks them itself. */
+    sc = scan_message_looked_up(t->worker, gs->raw.data ? gs->raw.data : "", gs->raw.len, &env,
+                                gs->lookup_gen == t->gen ? gs->client_lookup : NULL);
     t_scan = gateway_now_s();
     gs->flush_after_reply = true; /* its reputation verdict is committed once Postfix has ours */
     r = &sc->result;
@@ -570,6 +584,8 @@ static void on_close(struct milter_session *s)
     if (gs == NULL) return;
     session_reset_message(gs);
     buf_free(&gs->raw);
+    dnsbl_lookup_free(gs->client_lookup); /* before its generation's lists can go */
+    gen_release(gs->lookup_gen);
     free(gs);
     s->app_data = NULL;
 }

@@ -289,8 +289,26 @@ static void scan_record_verdict(const struct scanner *s, struct scan_worker *w,
     reputation_record_into(w->pending, ents, v, now, allowlist_reputation, s->allow);
 }
 
+struct dnsbl_lookup *scan_worker_dnsbl_client(struct scan_worker *w, const char *client_ip)
+{
+    const struct scanner *s = w->scanner;
+    struct dnsbl_lookup *l;
+    if (s->dnsbl == NULL || w->dns == NULL || client_ip == NULL || *client_ip == '\0')
+        return NULL;
+    dns_begin_scan(w->dns, s->cfg.dns_budget_ms);
+    l = dnsbl_ip_start(s->dnsbl, w->dns, client_ip);
+    return l;
+}
+
 struct scan *scan_message(struct scan_worker *w, const char *data, size_t len,
                           const struct envelope *env)
+{
+    return scan_message_looked_up(w, data, len, env, NULL);
+}
+
+struct scan *scan_message_looked_up(struct scan_worker *w, const char *data, size_t len,
+                                    const struct envelope *env,
+                                    const struct dnsbl_lookup *client_lookup)
 {
     const struct scanner *s = w->scanner;
     struct message *m;
@@ -315,7 +333,9 @@ struct scan *scan_message(struct scan_worker *w, const char *data, size_t len,
     if (w->dns && s->dnsbl) {
         /* The client's address against the IP lists, the message's URL domains against the
          * domain lists; all queries in parallel, within the scan's DNS budget. */
-        if (m->env.client_ip) {
+        if (client_lookup) {
+            dnsbl_lookup_collect(client_lookup, NULL, &sc->result);
+        } else if (m->env.client_ip) {
             struct dnsbl_lookup *l = dnsbl_ip_start(s->dnsbl, w->dns, m->env.client_ip);
             dnsbl_lookup_collect(l, NULL, &sc->result);
             dnsbl_lookup_free(l);

@@ -70,6 +70,25 @@ struct scan {
  */
 struct scan *scan_message(struct scan_worker *w, const char *data, size_t len,
                           const struct envelope *env);
+
+struct dnsbl_lookup;
+/*
+ * The client address against the IP block lists, for a caller that knows it
+ * before the message (the milter, at connect): NULL when block lists are off,
+ * the worker has no resolver or the address is not looked up (local,
+ * private, invalid). The queries run in parallel within the DNS budget of
+ * one scan. Free with dnsbl_lookup_free() (checks/dnsbl.h) once the
+ * connection ends; it must not outlive the worker's scanner.
+ */
+struct dnsbl_lookup *scan_worker_dnsbl_client(struct scan_worker *w, const char *client_ip);
+/*
+ * scan_message() for a client looked up already: client_lookup (may be NULL:
+ * then as scan_message()) gives the IP lists' answers, and the scan does not
+ * ask them again; URL domains are still looked up per message.
+ */
+struct scan *scan_message_looked_up(struct scan_worker *w, const char *data, size_t len,
+                                    const struct envelope *env,
+                                    const struct dnsbl_lookup *client_lookup);
 void scan_free(struct scan *sc);
 
 #endif

@@ -230,7 +230,11 @@ case $row in
 192.0.2.2\|reject\|*RBL_MXW_TEST*) ;;
 *) fail "message log row of the listed client: $row" ;;
 esac
-echo "ok dnsbl: listed client 192.0.2.2 refused 550 with RBL_MXW_TEST in the message log, 192.0.2.3 delivered"
+grep -q 'msg="client on a block list" stage=connect client=192.0.2.2 listings=1' "$work/serve.log" ||
+    fail "the block list was not asked at connect"
+! grep -q 'msg="client on a block list" stage=connect client=192.0.2.3' "$work/serve.log" ||
+    fail "the unlisted client was reported listed at connect"
+echo "ok dnsbl: listed client 192.0.2.2 (asked at connect) refused 550 with RBL_MXW_TEST in the message log, 192.0.2.3 delivered"
 
 # Rate limit per client IP, switched on by a reload.
 printf '[ratelimit]\nenabled = yes\nclient_ip = 3/1h\nsender_domain = 0\nrecipient = 0\n' \
