@@ -355,6 +355,14 @@ size_t sender_rules_count(const struct sender_rules *sr)
     return sr ? sr->n_rules : 0;
 }
 
+bool sender_rules_any_block(const struct sender_rules *sr)
+{
+    size_t i;
+    for (i = 0; sr && i < sr->n_rules; i++)
+        if (sr->rules[i].pub.action == SENDER_RULE_BLOCK) return true;
+    return false;
+}
+
 /* ---- lookups ---- */
 
 static enum sender_rule_action sr_result(const struct srule *r, const struct sender_rule **matched)

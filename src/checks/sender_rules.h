@@ -65,6 +65,8 @@ struct sender_rules *sender_rules_new(const struct sender_rule *rules, size_t n)
 void sender_rules_free(struct sender_rules *sr);
 /* Rules in the snapshot. */
 size_t sender_rules_count(const struct sender_rules *sr);
+/* True if some rule of the snapshot blocks (false for NULL). */
+bool sender_rules_any_block(const struct sender_rules *sr);
 
 /*
  * The action for the client address ip (text, IPv4 or IPv6; IPv4-mapped IPv6

@@ -601,6 +601,21 @@ static void on_replied(struct milter_session *s)
     scan_worker_flush(thread_state(s->app)->worker);
 }
 
+/*
+ * Connect, MAIL and RCPT need a reply only when something may refuse there: a
+ * block rule, rate limits or greylisting. Without any, Postfix is told not to
+ * wait for us at those stages (three round trips fewer per message); a rule
+ * added later applies to the connections that start after it.
+ */
+static unsigned on_negotiate(struct milter_session *s)
+{
+    struct gw_thread *t = thread_state(s->app);
+    const struct config *cfg = &t->gen->cfg;
+    if (cfg->ratelimit_enabled || cfg->greylist_enabled || sender_rules_any_block(t->rules->sr))
+        return 0;
+    return MILTER_STAGE_CONNECT | MILTER_STAGE_MAIL | MILTER_STAGE_RCPT;
+}
+
 static const struct milter_callbacks gateway_callbacks = {
     .connect = on_connect,
     .helo = on_helo,
@@ -613,6 +628,7 @@ static const struct milter_callbacks gateway_callbacks = {
     .abort = on_abort,
     .close = on_close,
     .replied = on_replied,
+    .no_reply_now = on_negotiate,
     .no_reply_stages =
         MILTER_STAGE_HELO | MILTER_STAGE_HEADER | MILTER_STAGE_EOH | MILTER_STAGE_BODY,
 };

@@ -429,6 +429,7 @@ static int handle_optneg(struct session *s, const struct milter_packet *p, struc
     version = milter_get_u32(p->data);
     mta_actions = milter_get_u32(p->data + 4);
     mta_protocol = milter_get_u32(p->data + 8);
+    if (cb->no_reply_now) nr |= cb->no_reply_now(&s->pub);
     if (version < 2) {
         err_set("milter protocol version %lu not supported", (unsigned long)version);
         return -1;

@@ -242,6 +242,10 @@ struct milter_callbacks {
     void (*replied)(struct milter_session *s);
     /* MILTER_STAGE_* bits whose callback only ever continues: negotiated as SMFIP_NR_*. */
     unsigned no_reply_stages;
+    /* More such bits for this connection, asked at option negotiation (may be NULL): stages
+     * whose callback cannot refuse anything with the application's current settings. A
+     * verdict such a stage returns anyway is held and given at the next stage that replies. */
+    unsigned (*no_reply_now)(struct milter_session *s);
 };
 
 /*

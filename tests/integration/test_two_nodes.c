@@ -304,6 +304,13 @@ static int nodes_teardown(void **state)
 
 /* ---- talking to a node as Postfix does ---- */
 
+/* A stage the connection goes on after: continue, or no reply at all (a stage the node
+ * negotiated as no-reply, as it does when nothing may refuse there). */
+static bool goes_on(const struct milter_client_reply *r)
+{
+    return r->cmd == MILTER_RESP_CONTINUE || r->cmd == 0;
+}
+
 /*
  * A milter session with n for a client at client_ip: negotiation, connect
  * (reply in *connect_reply) and, if the connection may go on, HELO.
@@ -324,7 +331,7 @@ static struct milter_client *session_open(const struct node *n, const char *clie
     milter_client_macros(c, MILTER_CMD_CONNECT, macros, 2);
     if (milter_client_connect(c, "client.example", '4', client_ip, 40000, connect_reply) != 0)
         fail_msg("%s: connect: %s", n->name, err_msg());
-    if (connect_reply->cmd == MILTER_RESP_CONTINUE) {
+    if (goes_on(connect_reply)) {
         if (milter_client_helo(c, "client.example", &r) != 0)
             fail_msg("%s: helo: %s", n->name, err_msg());
     }
@@ -357,7 +364,7 @@ static void deliver(const struct node *n, const char *client_ip, const char *sen
     static unsigned queue_ids;
     char qid[32];
     struct milter_client *c = session_open(n, client_ip, &r);
-    if (r.cmd != MILTER_RESP_CONTINUE) {
+    if (!goes_on(&r)) {
         memset(res, 0, sizeof *res);
         res->reply = r;
         res->stage = MILTER_CMD_CONNECT;

@@ -1053,12 +1053,73 @@ static void test_session_without_callbacks_switches_stages_off(void **state)
     buf_free(&out);
 }
 
+static struct milter_reply nr_mail(struct milter_session *s, const char *const *args, size_t n)
+{
+    (void)s;
+    return n && strcmp(args[0], "<bad@example.org>") == 0 ? milter_reply_of(MILTER_REJECT)
+                                                           : milter_reply_of(MILTER_CONTINUE);
+}
+
+static struct milter_reply nr_rcpt(struct milter_session *s, const char *const *args, size_t n)
+{
+    (void)s;
+    (void)args;
+    (void)n;
+    return milter_reply_of(MILTER_CONTINUE);
+}
+
+static struct milter_reply nr_eom(struct milter_session *s, struct milter_actions *a)
+{
+    (void)s;
+    (void)a;
+    return milter_reply_of(MILTER_CONTINUE);
+}
+
+static unsigned nr_now(struct milter_session *s)
+{
+    (void)s;
+    return MILTER_STAGE_MAIL | MILTER_STAGE_RCPT;
+}
+
+/* Stages the application makes no-reply for this connection get no reply; a refusal one of
+ * them returns anyway is given at the next stage that replies. */
+static void test_no_reply_now_holds_a_refusal_for_the_next_reply(void **state)
+{
+    static const struct milter_callbacks cb = {
+        .mail = nr_mail, .rcpt = nr_rcpt, .eom = nr_eom, .no_reply_now = nr_now};
+    struct milter_session *s = milter_session_new(&cb, NULL);
+    struct buf in = {0}, out = {0};
+    unsigned char o[12];
+    static const char bad[] = "<bad@example.org>", rcpt[] = "<bob@example.net>";
+    (void)state;
+
+    milter_put_u32(o, 6);
+    milter_put_u32(o + 4, 0x1ff);
+    milter_put_u32(o + 8, 0x1fffff);
+    milter_packet_append(&in, 'O', o, 12);
+    milter_packet_append(&in, 'M', bad, sizeof bad);
+    milter_packet_append(&in, 'R', rcpt, sizeof rcpt);
+    milter_packet_append(&in, 'E', NULL, 0);
+    assert_int_equal(milter_session_feed(s, in.data, in.len, &out), 0);
+    assert_int_equal(out.data[4], 'O');
+    assert_true(milter_get_u32(out.data + 13) & MILTER_P_NR_MAIL);
+    assert_true(milter_get_u32(out.data + 13) & MILTER_P_NR_RCPT);
+    assert_false(milter_get_u32(out.data + 13) & MILTER_P_NOMAIL);
+    /* Nothing for MAIL and RCPT; the end of message gets the held reject. */
+    assert_int_equal(out.len, 17 + 5);
+    assert_int_equal(out.data[21], 'r');
+    milter_session_free(s);
+    buf_free(&in);
+    buf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decoder_splits_packets_fed_byte_by_byte),
         cmocka_unit_test(test_decoder_rejects_zero_and_oversized_lengths),
         cmocka_unit_test(test_session_without_callbacks_switches_stages_off),
+        cmocka_unit_test(test_no_reply_now_holds_a_refusal_for_the_next_reply),
         cmocka_unit_test(test_full_transaction_over_unix_socket),
         cmocka_unit_test(test_replied_runs_after_each_reply),
         cmocka_unit_test(test_full_transaction_over_tcp),

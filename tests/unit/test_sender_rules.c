@@ -49,6 +49,20 @@ static void test_address_matches_exactly_with_case_insensitive_domain(void **sta
     sender_rules_free(sr);
 }
 
+static void test_any_block_says_whether_something_may_be_refused(void **state)
+{
+    const struct sender_rule allow_only[] = {ADDR("boss@example.com", ALLOW)};
+    const struct sender_rule with_block[] = {ADDR("boss@example.com", ALLOW),
+                                             DOMAIN("spam.example", BLOCK)};
+    struct sender_rules *a = build(allow_only, 1), *b = build(with_block, 2);
+    (void)state;
+    assert_false(sender_rules_any_block(NULL));
+    assert_false(sender_rules_any_block(a));
+    assert_true(sender_rules_any_block(b));
+    sender_rules_free(a);
+    sender_rules_free(b);
+}
+
 static void test_domain_rule_covers_subdomains_but_not_lookalikes(void **state)
 {
     const struct sender_rule rules[] = {DOMAIN("Example.org", BLOCK)};
@@ -266,6 +280,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_address_matches_exactly_with_case_insensitive_domain),
         cmocka_unit_test(test_domain_rule_covers_subdomains_but_not_lookalikes),
+        cmocka_unit_test(test_any_block_says_whether_something_may_be_refused),
         cmocka_unit_test(test_most_specific_rule_wins_address_then_domain_then_parent),
         cmocka_unit_test(test_block_beats_allow_at_equal_specificity),
         cmocka_unit_test(test_ip_and_cidr_longest_prefix_wins),
