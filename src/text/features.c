@@ -412,15 +412,16 @@ static void feat_meta_header_words(struct feat_ctx *c, const struct message *m, 
 /*
  * "h:<name>:<word>" for the words of the headers that say who sent the
  * message, through which relays and with which software: From, To, Reply-To,
- * Return-Path, Content-Type, Message-ID, Date and Received, at most
+ * Return-Path, Message-ID, Date and Received, at most
  * FEATURES_HEADER_WORDS per header and FEATURES_MAX_META_EACH in all. The
  * prefix keeps "example" in a Received line apart from "example" in a From
  * line. Other headers were measured on bench/accuracy and made the Bayes
- * ranking worse (list and tracking headers mostly add noise).
+ * ranking worse (list and tracking headers mostly add noise); so did the
+ * top-level Content-Type once the parse kept it among the headers (FN at
+ * FP <= 0.1 % 3.85 -> 4.69 %): the MIME structure features carry it.
  */
 static const char *const feat_header_words_of[] = {
-    "from", "to", "reply-to", "return-path", "content-type", "message-id", "date", "received",
-    NULL};
+    "from", "to", "reply-to", "return-path", "message-id", "date", "received", NULL};
 
 static void feat_meta_header_values(struct feat_ctx *c, const struct message *m)
 {

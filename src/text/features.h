@@ -26,7 +26,7 @@
 struct arena;
 struct message;
 
-#define FEATURE_STREAM_VERSION 2
+#define FEATURE_STREAM_VERSION 3
 
 /* Bounds that keep a huge message cheap: later tokens are ignored. */
 #define FEATURES_MAX_WORDS 20000
