@@ -44,8 +44,8 @@
  *   capture_retention_days = 30      ; ... and captured raw messages older than this; as long
  *                                    ; as [quarantine] retention_days, so held mail can be
  *                                    ; previewed until it is purged; 0 keeps them forever
- *   capture_sync = no                ; fsync each capture (2 fsyncs per message); the message
- *                                    ; itself is Postfix's to keep, so off by default
+ *   capture_sync = no                ; sync each capture to disk (a sync per message); the
+ *                                    ; message itself is Postfix's to keep, so off by default
  *   [postfix]
  *   config_directory =               ; Postfix's -c DIR for queue operations; empty: the system's
  *   [quarantine]
