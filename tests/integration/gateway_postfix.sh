@@ -41,17 +41,6 @@ cache_dir = $work/cache
 [postfix]
 config_directory = $pf/etc
 CONF
-start_mxw() { # ready once this start logged "listening" (a killed one leaves its socket file)
-    before=$(grep -c 'event=listening' "$work/serve.log" 2>/dev/null || true)
-    "$bin" serve --pid-file "$work/mxw.pid" >>"$work/serve.log" 2>&1 &
-    mxw_pid=$!
-    for _ in $(seq 100); do
-        [ "$(grep -c 'event=listening' "$work/serve.log" 2>/dev/null || true)" -gt "${before:-0}" ] && return 0
-        sleep 0.1
-    done
-    cat "$work/serve.log" >&2
-    fail "mxwarden serve did not start"
-}
 start_mxw
 port=$(postfix_free_port) || fail "no free port"
 postfix_instance_create "$pf" "$port" "unix:$sock" || fail "postfix_instance_create"

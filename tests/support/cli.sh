@@ -12,3 +12,20 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 # depend on the machine's network (tests/unit/test_auth.c covers them on a local server).
 cd "$work"
 printf '[auth]\nenabled = no\n[dnsbl]\nenabled = no\n' >"$work/mxwarden.conf"
+
+# Starts `mxwarden serve` in the background (its output appended to $work/serve.log) and sets
+# mxw_pid; returns once this start has logged "listening": a server killed before leaves its
+# socket file behind, so the file alone says nothing.
+start_mxw() {
+    local before
+    before=$(grep -c 'event=listening' "$work/serve.log" 2>/dev/null || true)
+    "$bin" serve --pid-file "$work/mxw.pid" >>"$work/serve.log" 2>&1 &
+    mxw_pid=$!
+    for _ in $(seq 100); do
+        [ "$(grep -c 'event=listening' "$work/serve.log" 2>/dev/null || true)" -gt "${before:-0}" ] &&
+            return 0
+        sleep 0.1
+    done
+    cat "$work/serve.log" >&2
+    fail "mxwarden serve did not start"
+}
