@@ -67,6 +67,12 @@ struct meta_insn {
     double num;
 };
 
+/* A meta operand or result: a number, and whether it rests on a rule we could not run. */
+struct meta_value {
+    double v;
+    bool unknown;
+};
+
 struct slot {
     const struct rule *r;
     int symbol;       /* registry id; -1 for sub-rules (__NAME) */
@@ -76,6 +82,9 @@ struct slot {
     bool partial;     /* a meta that reads (perhaps through other metas) a rule we cannot run */
     struct meta_insn *prog; /* metas */
     size_t n_prog;
+    /* A meta's value when every rule it reads has no hit and is known, and no built-in symbol
+     * it reads hit: most metas on most messages, answered without running prog. */
+    struct meta_value quiet;
 };
 
 struct target {
@@ -116,6 +125,8 @@ struct rule_scratch {
     struct regex_scratch *body, *rawbody, *uri, *full;
     struct buf text;
     struct buf line;
+    uint32_t *header_hashes; /* header_name_hash() of each header of the message being scanned */
+    size_t header_hashes_cap;
 };
 
 /* ---------------------------------------------------------------- build -- */
@@ -521,6 +532,8 @@ static void meta_order(struct rule_engine *e, int *metas, size_t n)
 }
 
 static void targets_precompute_absent(struct rule_engine *e);
+static struct meta_value meta_eval(const struct slot *s, const unsigned *hits,
+                                   const unsigned char *unknown, const struct scan_result *r);
 
 struct rule_engine *rule_engine_new(const struct rule_set *rs, struct symbol_registry *reg,
                                     const struct rule_engine_options *opt)
@@ -643,6 +656,17 @@ struct rule_engine *rule_engine_new(const struct rule_set *rs, struct symbol_reg
     regex_builder_free(bu);
     regex_builder_free(bf);
     meta_order(e, metas, n_metas);
+    {
+        /* Each meta's value on a message where nothing it reads hit (see struct slot). */
+        unsigned *zero_hits = xcalloc(e->n_slots ? e->n_slots : 1, sizeof *zero_hits);
+        unsigned char *zero_unknown = xcalloc(e->n_slots ? e->n_slots : 1, 1);
+        for (i = 0; i < n_metas; i++) {
+            struct slot *sl = &e->slots[metas[i]];
+            sl->quiet = meta_eval(sl, zero_hits, zero_unknown, NULL);
+        }
+        free(zero_hits);
+        free(zero_unknown);
+    }
     free(metas);
 
     e->stats.rules = e->n_slots;
@@ -735,6 +759,7 @@ void rule_scratch_free(struct rule_scratch *s)
     buf_free(&s->text);
     buf_free(&s->line);
     free(s->target_scratch);
+    free(s->header_hashes);
     free(s);
 }
 
@@ -797,6 +822,18 @@ static void targets_precompute_absent(struct rule_engine *e)
     rule_scratch_free(s);
 }
 
+/* A case-blind hash of a header name (FNV-1a over the lowercase bytes): a scan compares it
+ * before the names, which 98 targets times every header of a message made a cost. */
+static uint32_t header_name_hash(const char *name)
+{
+    uint32_t h = 2166136261u;
+    for (; *name; name++) {
+        unsigned char c = (unsigned char)*name;
+        h = (h ^ (uint32_t)(c >= 'A' && c <= 'Z' ? c + 32 : c)) * 16777619u;
+    }
+    return h;
+}
+
 static bool header_is(const struct msg_header *h, const char *name)
 {
     return strcasecmp(h->name, name) == 0;
@@ -838,13 +875,14 @@ static size_t append_addresses(struct buf *out, const char *value, enum rule_hea
 }
 
 /* Appends every instance of name; returns how many were found. */
-static size_t append_header(struct buf *out, const struct message *m, const char *name,
-                            const struct target *t)
+static size_t append_header(struct buf *out, const struct message *m, const uint32_t *hashes,
+                            const char *name, const struct target *t)
 {
     size_t i, found = 0;
+    uint32_t want = header_name_hash(name);
     for (i = 0; i < m->n_headers; i++) {
         const struct msg_header *h = &m->headers[i];
-        if (!header_is(h, name)) continue;
+        if (hashes[i] != want || !header_is(h, name)) continue;
         if (t->part != RULE_HDR_VALUE) {
             size_t before = found;
             if (found) buf_append_char(out, '\n');
@@ -897,7 +935,8 @@ static size_t append_relays(struct buf *out, const struct message *m, bool trust
 }
 
 /* Builds the text target t reads into out; false if the header is absent. */
-static bool target_text(const struct target *t, const struct message *m, struct buf *out)
+static bool target_text(const struct target *t, const struct message *m, const uint32_t *hashes,
+                        struct buf *out)
 {
     const char *n = t->name;
     size_t i, found = 0;
@@ -916,16 +955,16 @@ static bool target_text(const struct target *t, const struct message *m, struct 
         } else {
             struct target rp = *t;
             rp.part = RULE_HDR_ADDR;
-            found = append_header(out, m, "Return-Path", &rp);
+            found = append_header(out, m, hashes, "Return-Path", &rp);
         }
     } else if (strcasecmp(n, "ToCc") == 0) {
-        found = append_header(out, m, "To", t);
-        found += append_header(out, m, "Cc", t);
+        found = append_header(out, m, hashes, "To", t);
+        found += append_header(out, m, hashes, "Cc", t);
     } else if (strcmp(n, "MESSAGEID") == 0) {
         static const char *const ids[] = {"X-Message-Id", "Resent-Message-Id",
                                           "X-Original-Message-ID", "Message-Id"};
         for (i = 0; i < 4; i++)
-            found += append_header(out, m, ids[i], t);
+            found += append_header(out, m, hashes, ids[i], t);
     } else if (strcasecmp(n, "X-Spam-Relays-External") == 0 ||
                strcasecmp(n, "X-Spam-Relays-Untrusted") == 0) {
         found = append_relays(out, m, false);
@@ -933,7 +972,7 @@ static bool target_text(const struct target *t, const struct message *m, struct 
                strcasecmp(n, "X-Spam-Relays-Internal") == 0) {
         found = append_relays(out, m, true);
     } else {
-        found = append_header(out, m, n, t);
+        found = append_header(out, m, hashes, n, t);
     }
     if (found == 0) {
         buf_clear(out);
@@ -1087,10 +1126,6 @@ static void scan_embedded_urls(struct match_ctx *mc, const char *raw)
  * operands decide alone (0 && x is 0, 1 || x is 1). A meta whose value is
  * unknown does not hit: we never fire a rule on a guess.
  */
-struct meta_value {
-    double v;
-    bool unknown;
-};
 
 static struct meta_value meta_eval(const struct slot *s, const unsigned *hits,
                                    const unsigned char *unknown, const struct scan_result *r)
@@ -1108,7 +1143,7 @@ static struct meta_value meta_eval(const struct slot *s, const unsigned *hits,
             st[sp++] = (struct meta_value){hits[in->arg], unknown[in->arg] != 0};
             continue;
         case MOP_SYMBOL:
-            st[sp++] = (struct meta_value){result_find(r, in->arg) ? 1 : 0, false};
+            st[sp++] = (struct meta_value){r && result_find(r, in->arg) ? 1 : 0, false};
             continue;
         case MOP_UNKNOWN:
             st[sp++] = (struct meta_value){0, true};
@@ -1185,6 +1220,19 @@ static struct meta_value meta_eval(const struct slot *s, const unsigned *hits,
     return sp == 1 ? st[0] : (struct meta_value){0, false};
 }
 
+/* True if nothing sl's meta reads hit and all of it is known: then its value is sl->quiet. */
+static bool meta_is_quiet(const struct slot *sl, const unsigned *hits,
+                          const unsigned char *unknown, const struct scan_result *r)
+{
+    size_t i;
+    for (i = 0; i < sl->n_prog; i++) {
+        const struct meta_insn *in = &sl->prog[i];
+        if (in->op == MOP_RULE && (hits[in->arg] || unknown[in->arg])) return false;
+        if (in->op == MOP_SYMBOL && result_find(r, in->arg)) return false;
+    }
+    return true;
+}
+
 void rule_engine_scan(const struct rule_engine *e, struct rule_scratch *s, const struct message *m,
                       const char *raw, size_t raw_len, struct scan_result *r)
 {
@@ -1194,10 +1242,16 @@ void rule_engine_scan(const struct rule_engine *e, struct rule_scratch *s, const
     memset(s->hits, 0, e->n_slots * sizeof *s->hits);
     memset(s->timed_out, 0, e->n_slots);
     memset(s->unknown, 0, e->n_slots);
+    if (m->n_headers > s->header_hashes_cap) {
+        s->header_hashes_cap = m->n_headers;
+        s->header_hashes = xrealloc(s->header_hashes, m->n_headers * sizeof *s->header_hashes);
+    }
+    for (i = 0; i < m->n_headers; i++)
+        s->header_hashes[i] = header_name_hash(m->headers[i].name);
 
     for (i = 0; i < e->n_targets; i++) {
         const struct target *t = &e->targets[i];
-        bool present = target_text(t, m, &s->text);
+        bool present = target_text(t, m, s->header_hashes, &s->text);
         if (present)
             scan_text(&mc, t->set, s->target_scratch[i], s->text.data ? s->text.data : "",
                       s->text.len);
@@ -1228,7 +1282,9 @@ void rule_engine_scan(const struct rule_engine *e, struct rule_scratch *s, const
 
     for (i = 0; i < e->n_metas; i++) {
         const struct slot *sl = &e->slots[e->metas[i]];
-        struct meta_value v = meta_eval(sl, s->hits, s->unknown, r);
+        struct meta_value v = meta_is_quiet(sl, s->hits, s->unknown, r)
+                                  ? sl->quiet
+                                  : meta_eval(sl, s->hits, s->unknown, r);
         /* An unknown meta does not hit, but metas above it still know it is unknown. */
         s->hits[e->metas[i]] = !v.unknown && v.v != 0;
         s->unknown[e->metas[i]] = v.unknown;
