@@ -28,7 +28,10 @@
 #include <string.h>
 #include <time.h>
 
-#define SCAN_STORE_RETRY_SECONDS 5
+/* A worker that could not open its store tries again after this long: the pace at which the
+ * Redis backend reconnects a store it had, so a worker that first met a Redis restart is not
+ * the last to come back. */
+#define SCAN_STORE_RETRY_SECONDS 1
 
 struct scanner {
     struct config cfg;

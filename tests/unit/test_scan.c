@@ -144,6 +144,33 @@ static void test_redis_outage_gives_unavailable_then_recovers(void **state)
     scanner_free(s);
 }
 
+/* A worker whose store was down when it first needed it gets it a second after it is back. */
+static void test_worker_that_never_had_the_store_opens_it_when_it_is_back(void **state)
+{
+    struct config cfg;
+    struct scanner *s;
+    struct scan_worker *w;
+    struct scan *sc;
+    (void)state;
+
+    redis_config(&cfg);
+    s = scanner_new(&cfg);
+    test_redis_stop(&redis);
+    w = scan_worker_new(s);
+    sc = scan_topic(w, "team meeting agenda minutes", 300);
+    assert_true(has_symbol(s, sc, "BAYES_UNAVAILABLE"));
+    scan_free(sc);
+    assert_int_equal(test_redis_start(&redis), 0);
+    test_sleep_ms(1100);
+    teach(w, 4);
+    sc = scan_topic(w, "team meeting agenda minutes", 301);
+    assert_false(has_symbol(s, sc, "BAYES_UNAVAILABLE"));
+    assert_true(has_symbol(s, sc, "BAYES_HAM"));
+    scan_free(sc);
+    scan_worker_free(w);
+    scanner_free(s);
+}
+
 static void test_autolearn_teaches_unlearned_mail_only(void **state)
 {
     char dir[] = "/tmp/mxw-test-scan-XXXXXX", path[128], raw[512];
@@ -288,6 +315,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_workers_share_what_either_learns),
         cmocka_unit_test(test_redis_outage_gives_unavailable_then_recovers),
+        cmocka_unit_test(test_worker_that_never_had_the_store_opens_it_when_it_is_back),
         cmocka_unit_test(test_autolearn_teaches_unlearned_mail_only),
         cmocka_unit_test(test_reputation_from_one_node_scores_on_another),
         cmocka_unit_test(test_recorded_verdicts_wait_for_the_flush),
