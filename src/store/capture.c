@@ -263,6 +263,15 @@ int capture_write_flags(const char *dir, const char *id, time_t when, const void
     day = (tm.tm_year + 1900) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday;
 
     pthread_mutex_lock(&seg_lock);
+    if (seg.fd >= 0) {
+        /* A segment deleted under us (an operator removed the day) would take every later
+         * capture with it: start a new one. */
+        struct stat st;
+        if (fstat(seg.fd, &st) != 0 || st.st_nlink == 0) {
+            close(seg.fd);
+            seg.fd = -1;
+        }
+    }
     if ((seg.fd < 0 || seg.day != day || strcmp(seg.dir, dir) != 0) &&
         capture_segment_open(dir, &tm, (flags & CAPTURE_SYNC) != 0) != 0)
         goto out;
@@ -376,9 +385,12 @@ int capture_read(const char *dir, const char *rel, char **data, size_t *len)
         return 0;
     }
     if ((fd = capture_segment_range(path, &r, O_RDONLY)) < 0) return -1;
+    /* A record's bytes end at its closing '\n': room for it, read with them. */
     buf = xmalloc((size_t)r.length + 1);
-    if (capture_pread_all(fd, buf, (size_t)r.length, r.offset) != 0) {
-        err_set("capture: cannot read %s: %s", path, strerror(errno));
+    if (capture_pread_all(fd, buf, (size_t)r.length + 1, r.offset) != 0 ||
+        buf[r.length] != '\n') {
+        err_set("capture: %s: no capture ends at %" PRIu64 "+%" PRIu64, path, r.offset,
+                r.length);
         goto fail;
     }
     if (r.length > 0 && capture_zeroed(buf, r.length < 16 ? (size_t)r.length : 16)) {

@@ -17,7 +17,9 @@
  *
  * Threads: the writing threads of one process share the open segment of the
  * day under a mutex; every record is written at the segment's end in one go
- * (a failed write is cut off again), so records never interleave.
+ * (a failed write is cut off again), so records never interleave. A segment
+ * deleted while open (an operator removing the day) is replaced by a new one
+ * at the next capture. A reference must end at its record's closing "\n".
  *
  * Durability: with CAPTURE_SYNC the segment is fdatasync'd after the record
  * (and its directory fsync'd when the segment is new), so after an OS crash or

@@ -2,8 +2,9 @@
 # The gateway's SMTP-time policy end to end: `mxwarden serve` behind a real
 # private Postfix (unix socket milter), mail sent with swaks from loopback
 # addresses, a real unbound on loopback serving a test blocklist.
-#   - retention: at start serve deletes a message-log row and a capture older
-#     than their retention, and keeps recent ones;
+#   - retention: at start serve deletes a message-log row and captures older
+#     than their retention (an old-layout .eml and a segment), and keeps recent
+#     ones; delivered messages are captured in serve's segment of the day;
 #   - `senders add block spammer.example` while serve runs: MAIL FROM that
 #     domain or a subdomain gets 5xx within seconds, other senders are
 #     delivered, the refusal is in the message log; a rule serve cannot use
@@ -110,11 +111,16 @@ now=$(date +%s)
 sqlite3 "$db" "INSERT INTO messages (time, action, stage, subject) VALUES
     ($((now - 40 * 86400)), 'accept', 'data', 'forty days old'),
     ($((now - 2 * 86400)), 'accept', 'data', 'two days old');"
+# Captures: an old-layout ID.eml (written by earlier versions) and a segment of two records, both
+# from 2020, which retention must remove counting 3 captures; and today's segment of one record
+# (a pid serve cannot have), which it must keep.
 old_capture=$work/var/capture/2020/01/02/OLD1.eml
-new_capture=$work/var/capture/$(date -u +%Y/%m/%d)/NEW1.eml
-mkdir -p "$(dirname "$old_capture")" "$(dirname "$new_capture")"
+old_segment=$work/var/capture/2020/01/03/s1.seg
+new_capture=$work/var/capture/$(date -u +%Y/%m/%d)/s1.seg
+mkdir -p "$(dirname "$old_capture")" "$(dirname "$old_segment")" "$(dirname "$new_capture")"
 echo old >"$old_capture"
-echo new >"$new_capture"
+printf 'MXWCAP1 OLD2 4\nold1\nMXWCAP1 OLD3 4\nold2\n' >"$old_segment"
+printf 'MXWCAP1 NEW1 3\nnew\n' >"$new_capture"
 
 start_mxw
 port=$(postfix_free_port) || fail "no free port"
@@ -127,13 +133,15 @@ sql() { sqlite3 -batch -noheader "$db" "$1"; }
     fail "the 40-day-old message-log row survived retention"
 [ "$(sql "SELECT count(*) FROM messages WHERE subject = 'two days old'")" = 1 ] ||
     fail "retention deleted a recent message-log row"
-[ ! -e "$old_capture" ] || fail "the old capture survived retention"
+[ ! -e "$old_capture" ] || fail "the old-layout capture survived retention"
+[ ! -e "$old_segment" ] || fail "the old capture segment survived retention"
+[ ! -e "$work/var/capture/2020" ] || fail "retention left the emptied 2020 directories"
 [ -e "$new_capture" ] || fail "retention deleted today's capture"
 grep -q 'msg="retention" what=message_log older_than_days=30 deleted=1' "$work/serve.log" ||
     fail "no retention log line for the message log: $(grep retention "$work/serve.log")"
-grep -q 'msg="retention" what=captures .* deleted=1' "$work/serve.log" ||
+grep -q 'msg="retention" what=captures .* deleted=3' "$work/serve.log" ||
     fail "no retention log line for the captures"
-echo "ok retention at start: old log row and capture gone, recent ones kept"
+echo "ok retention at start: old log row and captures gone, recent ones kept"
 
 send() { # EXPECTED_CODE_PREFIX FROM [SWAKS ARGS...]: sends with swaks, checks the final reply
     want=$1 from=$2
@@ -201,6 +209,25 @@ wait_rules_loaded "$loads"
 send "250 2.0.0 Ok: queued" x@spammer.example --header "Subject: forgiven" --body "$body"
 expect_delivered "mail after the rule was removed"
 echo "ok senders remove: the domain is delivered again"
+
+# Captures: the delivered messages were appended to serve's segment of today; the reference in
+# the message log finds exactly the message's bytes.
+ref=$(sql "SELECT capture_path FROM messages WHERE subject = 'forgiven'")
+case $ref in
+"$(date -u +%Y/%m/%d)/s$mxw_pid.seg:"[0-9]*:[0-9]*) ;;
+*) fail "capture reference of the delivered message: '$ref' (serve pid $mxw_pid)" ;;
+esac
+seg_file=${ref%%:*} off=${ref#*:} && len=${off#*:} && off=${off%%:*}
+tail -c +$((off + 1)) "$work/var/capture/$seg_file" | head -c "$len" >"$work/captured.eml"
+[ "$(wc -c <"$work/captured.eml")" = "$len" ] || fail "capture $ref: file too short"
+grep -q '^Subject: forgiven' "$work/captured.eml" || fail "capture $ref does not hold the message"
+[ "$(tail -c +$((off + len + 1)) "$work/var/capture/$seg_file" | head -c 1 | od -An -tx1 |
+    tr -d ' ')" = 0a ] || fail "capture $ref: no newline after the record"
+segments=$(sql "SELECT count(DISTINCT substr(capture_path, 1, instr(capture_path, ':')))
+    FROM messages WHERE capture_path IS NOT NULL")
+[ "$segments" = 1 ] || fail "captures went to $segments segments, expected 1"
+[ "$(stat -c %a "$work/var/capture/$seg_file")" = 600 ] || fail "segment is not mode 600"
+echo "ok captures: appended to $seg_file, the reference reads back the message"
 
 # DNSBL: a client the list does not name is delivered without the symbol; a listed one is refused.
 send "250 2.0.0 Ok: queued" carol@sender.example --xclient-addr 192.0.2.3 \

@@ -290,6 +290,39 @@ static void test_capture_missing_file_is_an_error_and_delete_is_idempotent(void 
     free(data);
 }
 
+static void test_a_range_that_is_not_a_record_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    char rel[CAPTURE_REL_MAX], shorter[CAPTURE_REL_MAX], *data = NULL, *colon;
+    size_t len;
+
+    write_ok(f->cap, "r1", T_MAR15, "whole message", rel);
+    write_ok(f->cap, "r2", T_MAR15, "the next one", shorter);
+    /* The first record's range, one byte short: inside the file, but not a record. */
+    colon = strrchr(rel, ':');
+    snprintf(shorter, sizeof shorter, "%.*s:%zu", (int)(colon - rel), rel,
+             strlen("whole message") - 1);
+    assert_int_equal(capture_read(f->cap, shorter, &data, &len), -1);
+    assert_null(data);
+    assert_non_null(strstr(err_msg(), "no capture ends at"));
+}
+
+static void test_a_segment_deleted_under_the_writer_is_started_again(void **state)
+{
+    struct fixture *f = *state;
+    char rel[CAPTURE_REL_MAX], path[1024], *data = NULL;
+    size_t len;
+
+    write_ok(f->cap, "before", T_MAR15, "first", rel);
+    snprintf(path, sizeof path, "%s/%.*s", f->cap, (int)(strchr(rel, ':') - rel), rel);
+    assert_int_equal(unlink(path), 0); /* an operator removed it */
+    write_ok(f->cap, "after", T_MAR15, "second", rel);
+    assert_true(exists(f->cap, rel));
+    assert_int_equal(capture_read(f->cap, rel, &data, &len), 0);
+    assert_string_equal(data, "second");
+    free(data);
+}
+
 static void test_old_layout_captures_still_read_and_delete(void **state)
 {
     struct fixture *f = *state;
@@ -395,6 +428,10 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_layout_captures_still_read_and_delete, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_a_range_that_is_not_a_record_is_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_segment_deleted_under_the_writer_is_started_again,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_capture_refuses_unsafe_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_capture_read_and_delete_refuse_paths_outside_the_layout, setup, teardown),
