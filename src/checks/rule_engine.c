@@ -145,60 +145,6 @@ static bool is_subrule(const struct rule *r)
     return r->name[0] == '_' && r->name[1] == '_';
 }
 
-/*
- * Which rules a scan needs: every rule with a score in the set, and what the
- * metas among them read, transitively. A sub-rule outside that (its metas all
- * scored 0, say) would cost a regex on every message and change nothing, so
- * it does not run. live[i] is for rules_at(rs, i); the caller frees it.
- */
-static char *rules_live(const struct rule_set *rs, int set)
-{
-    size_t n = rules_count(rs), i, sp = 0;
-    char *live = xcalloc(n ? n : 1, 1);
-    size_t *stack = xmalloc((n ? n : 1) * sizeof *stack);
-    const struct rule *first = rules_at(rs, 0);
-
-    for (i = 0; i < n; i++) {
-        const struct rule *r = rules_at(rs, i);
-        if (r->kind == RULE_NONE || is_subrule(r) || rule_score(r, set) == 0.0) continue;
-        live[i] = 1;
-        stack[sp++] = i;
-    }
-    while (sp > 0) {
-        const struct rule *r = rules_at(rs, stack[--sp]);
-        const char *p = r->meta;
-        if (r->kind != RULE_META || p == NULL) continue;
-        while (*p) {
-            const char *start = p;
-            char name[256];
-            const struct rule *t;
-            size_t k;
-            if (!(isalpha((unsigned char)*p) || *p == '_')) {
-                /* Skip a number whole, so "1e5" or "0x1f" does not read as a name. */
-                if (isdigit((unsigned char)*p))
-                    while (isalnum((unsigned char)*p) || *p == '.' || *p == '_')
-                        p++;
-                else
-                    p++;
-                continue;
-            }
-            while (isalnum((unsigned char)*p) || *p == '_')
-                p++;
-            if ((size_t)(p - start) >= sizeof name) continue;
-            memcpy(name, start, (size_t)(p - start));
-            name[p - start] = '\0';
-            if ((t = rules_find(rs, name)) == NULL) continue;
-            k = (size_t)(t - first);
-            if (k < n && !live[k]) {
-                live[k] = 1;
-                stack[sp++] = k;
-            }
-        }
-    }
-    free(stack);
-    return live;
-}
-
 static int target_for(struct rule_engine *e, const struct rule *r)
 {
     size_t i;
@@ -311,6 +257,52 @@ static void meta_next(struct meta_lexer *lx)
     }
     lx->len = (size_t)(p - lx->start);
     lx->p = p;
+}
+
+/*
+ * Which rules a scan needs: every rule with a score in the set, and what the
+ * metas among them read, transitively. A sub-rule outside that (its metas all
+ * scored 0, say) would cost a regex on every message and change nothing, so
+ * it does not run. live[i] is for rules_at(rs, i); the caller frees it.
+ */
+static char *rules_live(const struct rule_set *rs, int set)
+{
+    size_t n = rules_count(rs), i, sp = 0;
+    char *live = xcalloc(n ? n : 1, 1);
+    size_t *stack = xmalloc((n ? n : 1) * sizeof *stack);
+    const struct rule *first = rules_at(rs, 0);
+
+    for (i = 0; i < n; i++) {
+        const struct rule *r = rules_at(rs, i);
+        if (r->kind == RULE_NONE || is_subrule(r) || rule_score(r, set) == 0.0) continue;
+        live[i] = 1;
+        stack[sp++] = i;
+    }
+    while (sp > 0) {
+        const struct rule *r = rules_at(rs, stack[--sp]);
+        struct meta_lexer lx = {.p = r->meta};
+        if (r->kind != RULE_META || r->meta == NULL) continue;
+        for (meta_next(&lx); lx.kind != TK_END; meta_next(&lx)) {
+            char name[256];
+            const struct rule *t;
+            size_t k;
+            if (lx.kind == TK_BAD) { /* meta_compile reports it; read on past it */
+                lx.p++;
+                continue;
+            }
+            if (lx.kind != TK_NAME || lx.len >= sizeof name) continue;
+            memcpy(name, lx.start, lx.len);
+            name[lx.len] = '\0';
+            if ((t = rules_find(rs, name)) == NULL) continue;
+            k = (size_t)(t - first);
+            if (k < n && !live[k]) {
+                live[k] = 1;
+                stack[sp++] = k;
+            }
+        }
+    }
+    free(stack);
+    return live;
 }
 
 /* Perl's precedence, higher binds tighter. */

@@ -881,6 +881,7 @@ struct message *message_parse(const char *data, size_t len, const struct envelop
     GMimeParser *parser;
     GMimeParserOptions *options;
     GMimeObject *root;
+    size_t skip;
 
     m->arena = a;
     m->raw_size = len;
@@ -890,8 +891,8 @@ struct message *message_parse(const char *data, size_t len, const struct envelop
     /* GMime reads the caller's bytes in place: the array does not own them. A leading mbox
      * "From " line is not a header (GMime's message parser skipped it; its part parser, which
      * we use, would not). */
-    ba = g_byte_array_new_take((guint8 *)data + mbox_from_line_len(data, len),
-                               len - mbox_from_line_len(data, len));
+    skip = mbox_from_line_len(data, len);
+    ba = g_byte_array_new_take((guint8 *)data + skip, len - skip);
     stream = g_mime_stream_mem_new_with_byte_array(ba);
     g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(stream), FALSE);
     options = g_mime_parser_options_new();

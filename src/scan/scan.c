@@ -295,12 +295,10 @@ static void scan_record_verdict(const struct scanner *s, struct scan_worker *w,
 struct dnsbl_lookup *scan_worker_dnsbl_client(struct scan_worker *w, const char *client_ip)
 {
     const struct scanner *s = w->scanner;
-    struct dnsbl_lookup *l;
     if (s->dnsbl == NULL || w->dns == NULL || client_ip == NULL || *client_ip == '\0')
         return NULL;
     dns_begin_scan(w->dns, s->cfg.dns_budget_ms);
-    l = dnsbl_ip_start(s->dnsbl, w->dns, client_ip);
-    return l;
+    return dnsbl_ip_start(s->dnsbl, w->dns, client_ip);
 }
 
 struct scan *scan_message(struct scan_worker *w, const char *data, size_t len,
