@@ -130,6 +130,11 @@ struct regex_builder *regex_builder_new(void)
     return xcalloc(1, sizeof(struct regex_builder));
 }
 
+size_t regex_builder_count(const struct regex_builder *b)
+{
+    return b->count;
+}
+
 void regex_builder_free(struct regex_builder *b)
 {
     if (!b) return;

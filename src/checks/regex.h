@@ -69,6 +69,8 @@ void regex_builder_free(struct regex_builder *b);
  */
 int regex_builder_add(struct regex_builder *b, unsigned id, const char *pattern, unsigned flags,
                       enum regex_engine *engine);
+/* Patterns added since the builder was made or last built. */
+size_t regex_builder_count(const struct regex_builder *b);
 /*
  * Compiles everything added into a set; the builder is left empty. cache_dir
  * may be NULL; otherwise the Hyperscan database is read from / written to
