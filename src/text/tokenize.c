@@ -20,14 +20,13 @@
  * another local-part character, since otherwise it must fail.
  *
  * Per-byte and per-code-point decisions are table lookups: tok_class for
- * ASCII (constant), tok_bmp_class for the Basic Multilingual Plane (built once
- * per process from utf8proc); rarer code points ask utf8proc directly.
+ * ASCII (constant), tok_bmp_class for the Basic Multilingual Plane (filled from
+ * utf8proc as code points are first met); rarer code points ask utf8proc directly.
  */
 #include "text/tokenize.h"
 #include "core/utf8.h"
 
 #include <assert.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -150,7 +149,6 @@ enum {
 };
 
 static unsigned char tok_bmp_class[0x10000];
-static pthread_once_t tok_bmp_once = PTHREAD_ONCE_INIT;
 
 static unsigned tok_compute_uclass(int32_t cp)
 {
@@ -169,24 +167,26 @@ static unsigned tok_compute_uclass(int32_t cp)
     return k;
 }
 
-static void tok_bmp_init(void)
-{
-    int32_t cp;
-
-    for (cp = 0x80; cp < 0x10000; cp++)
-        if (!(cp >= 0xD800 && cp <= 0xDFFF))
-            tok_bmp_class[cp] = (unsigned char)tok_compute_uclass(cp);
-}
-
-/* Call before tok_uclass(): once per tokenize(), not per code point. */
-static void tok_init(void)
-{
-    pthread_once(&tok_bmp_once, tok_bmp_init);
-}
+/*
+ * The class of a BMP code point, computed the first time the process meets it
+ * (a whole-table build cost 6 M instructions at every start, and mail uses few
+ * code points). Entries are 0 until known, then the class | TOK_U_KNOWN. Threads
+ * may race to fill one entry: they compute the same value, and relaxed atomic
+ * byte accesses keep that race defined.
+ */
+#define TOK_U_KNOWN 0x80
 
 static inline unsigned tok_uclass(int32_t cp)
 {
-    return cp < 0x10000 ? tok_bmp_class[cp] : tok_compute_uclass(cp);
+    unsigned char v;
+
+    if (cp >= 0x10000) return tok_compute_uclass(cp);
+    v = __atomic_load_n(&tok_bmp_class[cp], __ATOMIC_RELAXED);
+    if (v == 0) {
+        v = (unsigned char)(tok_compute_uclass(cp) | TOK_U_KNOWN);
+        __atomic_store_n(&tok_bmp_class[cp], v, __ATOMIC_RELAXED);
+    }
+    return v & (unsigned)~TOK_U_KNOWN;
 }
 
 static void tok_emit(struct tokenizer *t, enum token_kind kind, const char *text, size_t len)
@@ -566,7 +566,6 @@ bool tokenizer_url_host(struct tokenizer *t, const char *s, size_t len, const ch
 {
     size_t off = 0, n = 0;
 
-    tok_init();
     if (len == 0 || tok_parse_url((const unsigned char *)s, 0, len, &off, &n) == 0) return false;
     tok_host_normalise(t, s + off, n);
     if (t->host.len == 0) return false;
@@ -584,7 +583,6 @@ size_t tokenize(struct tokenizer *t, const char *text, size_t len, token_fn fn, 
     t->ctx = ctx;
     t->n_tokens = 0;
     t->stopped = false;
-    tok_init();
     while (i < len && !t->stopped) {
         unsigned char c = s[i];
         int32_t cp;
