@@ -66,6 +66,7 @@ bench: build
 	@bench/scan
 	@bench/holdqueue
 	@bench/smtp
+	@bench/milter
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
