@@ -225,6 +225,155 @@ static void test_header_lookup_is_case_insensitive(void **state)
     message_free(m);
 }
 
+/* ---- message flags from header and structure damage (GMime's parser warnings, computed by us) ---- */
+
+static unsigned flags_of(const char *s)
+{
+    struct message *m = parse(s);
+    unsigned flags = m->flags;
+    message_free(m);
+    return flags;
+}
+
+#define HEADER_FLAGS (MSG_F_BAD_HEADERS | MSG_F_8BIT_HEADERS)
+#define MIME_FLAGS   (MSG_F_MIME_BAD | MSG_F_TRUNCATED)
+
+static void test_clean_message_has_no_damage_flags(void **state)
+{
+    (void)state;
+    assert_int_equal(flags_of("From: a@example.com\nSubject: =?utf-8?q?hi_there?=\n\nbody\n") &
+                         (HEADER_FLAGS | MIME_FLAGS),
+                     0);
+}
+
+static void test_8bit_header_value_not_utf8_flags_8bit(void **state)
+{
+    (void)state;
+    assert_int_equal(flags_of("Subject: caf\xE9\n\nbody\n") & HEADER_FLAGS, HEADER_FLAGS);
+}
+
+static void test_8bit_header_value_valid_utf8_is_not_flagged(void **state)
+{
+    (void)state;
+    assert_int_equal(flags_of("Subject: caf\xC3\xA9\n\nbody\n") & HEADER_FLAGS, 0);
+}
+
+static void test_8bit_header_name_flags_8bit(void **state)
+{
+    (void)state;
+    assert_int_equal(flags_of("X-Caf\xC3\xA9: yes\n\nbody\n") & HEADER_FLAGS, HEADER_FLAGS);
+}
+
+static void test_8bit_header_in_a_subpart_flags_8bit(void **state)
+{
+    (void)state;
+    assert_int_equal(flags_of("Content-Type: multipart/mixed; boundary=b\n\n--b\n"
+                              "Content-Type: text/plain; name=\"caf\xE9\"\n\nx\n--b--\n") &
+                         HEADER_FLAGS,
+                     HEADER_FLAGS);
+}
+
+static void test_encoded_word_with_space_is_bad_header(void **state)
+{
+    (void)state;
+    assert_int_equal(flags_of("Subject: =?utf-8?q?hel lo?=\n\nbody\n") & HEADER_FLAGS,
+                     MSG_F_BAD_HEADERS);
+    assert_int_equal(flags_of("Subject: =?utf-8?q?hel\n lo?=\n\nbody\n") & HEADER_FLAGS,
+                     MSG_F_BAD_HEADERS);
+    /* Not encoded words at all (bad encoding letter, no end): left alone, as GMime does. */
+    assert_int_equal(flags_of("Subject: =?utf-8?x?hel lo?= =?utf-8?q?a b\n\nbody\n") &
+                         HEADER_FLAGS,
+                     0);
+}
+
+static void test_invalid_header_name_is_bad_header(void **state)
+{
+    (void)state;
+    assert_int_equal(flags_of("From: a@example.com\nthis is not a header\nSubject: x\n\nbody\n") &
+                         HEADER_FLAGS,
+                     MSG_F_BAD_HEADERS);
+    assert_int_equal(flags_of("Content-Type: multipart/mixed; boundary=b\n\n--b\n"
+                              "hello world\n\nx\n--b--\n") &
+                         HEADER_FLAGS,
+                     MSG_F_BAD_HEADERS);
+}
+
+static void test_conflicting_content_type_is_bad_header(void **state)
+{
+    (void)state;
+    assert_int_equal(flags_of("Content-Type: text/plain\nContent-Type: text/html\n\nx\n") &
+                         HEADER_FLAGS,
+                     MSG_F_BAD_HEADERS);
+    assert_int_equal(flags_of("MIME-Version: 1.0\nMIME-Version: 1.1\n\nx\n") & HEADER_FLAGS,
+                     MSG_F_BAD_HEADERS);
+    /* The same value twice, or other headers repeated, are not. */
+    assert_int_equal(flags_of("Content-Type: text/plain\nContent-Type: text/plain\n"
+                              "Received: a\nReceived: b\n\nx\n") &
+                         HEADER_FLAGS,
+                     0);
+}
+
+static void test_conflicting_parameter_is_mime_bad(void **state)
+{
+    (void)state;
+    assert_int_equal(flags_of("Content-Type: text/plain; charset=a; charset=b\n\nx\n") &
+                         MIME_FLAGS,
+                     MSG_F_MIME_BAD);
+    assert_int_equal(flags_of("Content-Type: text/plain; charset=a; charset=\"a\"\n\nx\n") &
+                         MIME_FLAGS,
+                     0);
+}
+
+static void test_multipart_without_boundary_is_mime_bad(void **state)
+{
+    (void)state;
+    assert_int_equal(flags_of("Content-Type: multipart/mixed\n\nhello\n") & MIME_FLAGS,
+                     MSG_F_MIME_BAD);
+}
+
+static void test_unclosed_multipart_is_truncated(void **state)
+{
+    (void)state;
+    assert_int_equal(flags_of("Content-Type: multipart/mixed; boundary=b\n\n"
+                              "--b\nContent-Type: text/plain\n\nhi\n") &
+                         MIME_FLAGS,
+                     MIME_FLAGS);
+    assert_int_equal(flags_of("Content-Type: multipart/mixed; boundary=b\n\n") & MIME_FLAGS,
+                     MIME_FLAGS);
+}
+
+static void test_headers_cut_by_end_of_input_are_truncated(void **state)
+{
+    (void)state;
+    assert_int_equal(flags_of("From: a@example.com\nSubject: x\n") & MIME_FLAGS, MIME_FLAGS);
+}
+
+static void test_inner_multipart_closed_by_outer_boundary_is_mime_bad(void **state)
+{
+    (void)state;
+    assert_int_equal(flags_of("Content-Type: multipart/mixed; boundary=b\n\n--b\n"
+                              "Content-Type: multipart/alternative; boundary=c\n\n--c\n\nx\n"
+                              "--b--\n") &
+                         MIME_FLAGS,
+                     MSG_F_MIME_BAD);
+}
+
+static void test_empty_multipart_is_not_flagged(void **state)
+{
+    (void)state;
+    assert_int_equal(flags_of("Content-Type: multipart/mixed; boundary=b\n\n--b--\n") &
+                         (HEADER_FLAGS | MIME_FLAGS),
+                     0);
+}
+
+static void test_part_without_headers_or_content_is_mime_bad(void **state)
+{
+    (void)state;
+    assert_int_equal(flags_of("Content-Type: multipart/mixed; boundary=b\n\n--b\n--b--\n") &
+                         (HEADER_FLAGS | MIME_FLAGS),
+                     MSG_F_MIME_BAD | MSG_F_BAD_HEADERS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -241,6 +390,21 @@ int main(void)
         cmocka_unit_test(test_envelope_is_copied),
         cmocka_unit_test(test_line_end_and_nul_flags),
         cmocka_unit_test(test_header_lookup_is_case_insensitive),
+        cmocka_unit_test(test_clean_message_has_no_damage_flags),
+        cmocka_unit_test(test_8bit_header_value_not_utf8_flags_8bit),
+        cmocka_unit_test(test_8bit_header_value_valid_utf8_is_not_flagged),
+        cmocka_unit_test(test_8bit_header_name_flags_8bit),
+        cmocka_unit_test(test_8bit_header_in_a_subpart_flags_8bit),
+        cmocka_unit_test(test_encoded_word_with_space_is_bad_header),
+        cmocka_unit_test(test_invalid_header_name_is_bad_header),
+        cmocka_unit_test(test_conflicting_content_type_is_bad_header),
+        cmocka_unit_test(test_conflicting_parameter_is_mime_bad),
+        cmocka_unit_test(test_multipart_without_boundary_is_mime_bad),
+        cmocka_unit_test(test_unclosed_multipart_is_truncated),
+        cmocka_unit_test(test_headers_cut_by_end_of_input_are_truncated),
+        cmocka_unit_test(test_inner_multipart_closed_by_outer_boundary_is_mime_bad),
+        cmocka_unit_test(test_empty_multipart_is_not_flagged),
+        cmocka_unit_test(test_part_without_headers_or_content_is_mime_bad),
     };
     int rc;
     message_library_init();
