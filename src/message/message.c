@@ -42,6 +42,10 @@ struct parse_state {
     int32_t *url_slots; /* open addressing over m->urls, -1 empty; allocated on first URL */
     uint64_t *url_hashes;
     struct buf decoded; /* scratch: transfer-decoded bytes of the current part */
+    const char *raw;    /* the bytes GMime parsed (after any mbox From line); header offsets
+                         * and content bounds are relative to them */
+    size_t raw_len;
+    const char *boundary; /* boundary of the innermost enclosing multipart, or NULL */
 };
 
 void message_library_init(void)
@@ -160,43 +164,236 @@ static unsigned raw_line_end_flags(const char *data, size_t len)
     return flags;
 }
 
-static void parser_warning(gint64 offset, GMimeParserWarning code, const gchar *item,
-                           gpointer user_data)
+/*
+ * ---- damage GMime's parser would have warned about ----
+ *
+ * GMime reports header and structure damage through a warning callback, but
+ * setting one makes it decode every header of every part while parsing (a
+ * seventh of the whole scan). These checks give the same message flags from
+ * the raw bytes and from what GMime keeps anyway (raw header values, header
+ * offsets, content bounds, boundaries), reproducing GMime 3.2's rules:
+ *
+ *   unencoded 8-bit header   a name with 8-bit bytes, or a raw value that is not valid UTF-8
+ *   invalid RFC 2047 value   an encoded word, as GMime's lenient tokenizer finds it, that
+ *                            contains blanks ("=?utf-8?q?a b?=")
+ *   invalid header name      a header line whose name has blanks inside or control bytes,
+ *                            or no colon
+ *   conflicting header       Content-* or MIME-Version given twice with different raw values
+ *                            in one part's header block
+ *   conflicting parameter    a Content-Type/-Disposition parameter given twice, differently
+ *   truncated                a header block cut by the end of input, or a multipart whose
+ *                            closing boundary never came
+ *   malformed multipart      a multipart closed by an enclosing multipart's boundary
+ *   part without headers or  a boundary right after a boundary
+ *   content
+ *
+ * They read header bytes only; no body is scanned.
+ */
+
+static bool is_blank(char c)
 {
-    struct message *m = user_data;
-    (void)offset;
-    switch (code) {
-    case GMIME_WARN_UNENCODED_8BIT_HEADER:
-        m->flags |= MSG_F_8BIT_HEADERS | MSG_F_BAD_HEADERS;
-        break;
-    case GMIME_CRIT_CONFLICTING_HEADER:
-        /* Parsed as a part, the message's repeated Received lines (or any other header) count as
-         * conflicting; only a MIME header that says two things is. */
-        if (item && (strncasecmp(item, "Content-", 8) == 0 || strcasecmp(item, "MIME-Version") == 0))
-            m->flags |= MSG_F_BAD_HEADERS;
-        break;
-    case GMIME_WARN_INVALID_RFC2047_HEADER_VALUE:
-    case GMIME_CRIT_INVALID_HEADER_NAME:
-    case GMIME_WARN_INVALID_ADDRESS_LIST:
-        m->flags |= MSG_F_BAD_HEADERS;
-        break;
-    case GMIME_WARN_TRUNCATED_MESSAGE:
-        m->flags |= MSG_F_TRUNCATED | MSG_F_MIME_BAD;
-        break;
-    case GMIME_WARN_MALFORMED_MULTIPART:
-    case GMIME_WARN_MALFORMED_MESSAGE:
-    case GMIME_CRIT_MULTIPART_WITHOUT_BOUNDARY:
-    case GMIME_CRIT_NESTING_OVERFLOW:
-    case GMIME_CRIT_PART_WITHOUT_HEADERS_OR_CONTENT:
-    case GMIME_CRIT_CONFLICTING_PARAMETER:
-        m->flags |= MSG_F_MIME_BAD;
-        break;
-    default:
-        /* Duplicated headers/parameters, invalid parameters, content types
-         * (GMime falls back to a default) and empty parts are common in
-         * legitimate mail and say little on their own. */
-        break;
+    return c == ' ' || c == '\t';
+}
+
+/* True if the field name at the start of a header line is one GMime refuses: empty, blanks
+ * inside it (blanks before the colon are allowed), a control byte, or no colon on the line.
+ * A name cut by the end of input is not refused here: the block is truncated instead. */
+static bool header_name_invalid(const char *p, const char *end)
+{
+    const char *start = p;
+    bool blank = false;
+
+    for (; p < end; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == ':') return p == start;
+        if (is_blank((char)c)) blank = true;
+        else if (blank || c < 0x20 || c == 0x7f) return true;
     }
+    return false;
+}
+
+/* The line that ends just before offset pos (which starts a line) is blank or a boundary
+ * line, or pos is the start of the input: a header block may begin at pos. */
+static bool block_may_start_at(const char *data, size_t pos)
+{
+    const char *line_end, *p;
+
+    if (pos == 0) return true;
+    line_end = data + pos - 1; /* the '\n' of the previous line */
+    if (line_end > data && line_end[-1] == '\r') line_end--;
+    p = line_end;
+    while (p > data && p[-1] != '\n') p--;
+    return p == line_end || (line_end - p >= 2 && p[0] == '-' && p[1] == '-');
+}
+
+/*
+ * Flags for the header block at data[start..len): invalid header names, and truncation when
+ * the input ends before the blank line that closes the block. A line that starts with
+ * "--boundary" (the enclosing multipart's) also closes it. At offset 0 without a boundary
+ * (the message's own block), a refused first line ends the parse.
+ */
+static unsigned header_block_flags(const char *data, size_t len, size_t start, const char *boundary)
+{
+    const char *p = data + start, *end = data + len;
+    size_t blen = boundary ? strlen(boundary) : 0;
+    bool first = true;
+    unsigned flags = 0;
+
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *line_end = nl ? nl : end;
+
+        if (p == nl || (p[0] == '\r' && p + 1 == nl)) return flags;
+        if (boundary && line_end - p >= (ptrdiff_t)blen + 2 && p[0] == '-' && p[1] == '-' &&
+            memcmp(p + 2, boundary, blen) == 0)
+            return flags;
+        if ((first || !is_blank(*p)) && header_name_invalid(p, nl ? nl + 1 : end)) {
+            /* The message's first line: GMime gives up on the whole message. */
+            if (first && start == 0 && boundary == NULL) return MSG_F_BAD_HEADERS;
+            flags |= MSG_F_BAD_HEADERS;
+        }
+        first = false;
+        if (nl == NULL) break;
+        p = nl + 1;
+    }
+    return flags | MSG_F_TRUNCATED | MSG_F_MIME_BAD;
+}
+
+/*
+ * True if text holds an encoded word that GMime's lenient RFC 2047 tokenizer finds and then
+ * refuses because it has blanks inside. Words start at "=?" even inside other text; an "=?"
+ * without a valid "?B?"/"?Q?" or without a closing "?=" is plain text. Line breaks are folds
+ * (GMime unfolds before it decodes).
+ */
+static bool encoded_word_has_blank(const char *text)
+{
+    const char *p = text;
+
+    while (*p) {
+        const char *word, *q;
+
+        while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') p++;
+        word = p;
+        if (p[0] == '=' && p[1] == '?') {
+            p += 2;
+            while (*p && *p != '?') p++;
+            if (p[0] == '?' && p[1] && strchr("BbQq", p[1]) && p[2] == '?') {
+                p += 3;
+                while (*p && !(p[0] == '?' && p[1] == '=')) p++;
+                if (*p) {
+                    p += 2;
+                    for (q = word; q < p; q++)
+                        if (is_blank(*q)) return true;
+                    continue;
+                }
+                p = word + 2;
+            }
+        }
+        while (*p && !is_blank(*p) && *p != '\r' && *p != '\n' && !(p[0] == '=' && p[1] == '?'))
+            p++;
+    }
+    return false;
+}
+
+/* Copies the next parameter of a Content-Type/-Disposition value: its name (lowercase, into
+ * name) and value (unquoted, into value). Returns the position after it, or NULL at the end.
+ * Names and values longer than the buffers are cut; the comparison stays conservative. */
+static const char *param_next(const char *p, char *name, size_t name_cap, char *value,
+                              size_t value_cap)
+{
+    size_t n = 0, v = 0;
+
+    p = strchr(p, ';');
+    if (p == NULL) return NULL;
+    p++;
+    while (is_blank(*p) || *p == '\r' || *p == '\n') p++;
+    while (*p && *p != '=' && *p != ';' && !is_blank(*p)) {
+        if (n + 1 < name_cap) name[n++] = (char)tolower((unsigned char)*p);
+        p++;
+    }
+    name[n] = '\0';
+    while (is_blank(*p)) p++;
+    if (*p == '=') {
+        p++;
+        while (is_blank(*p)) p++;
+        if (*p == '"') {
+            for (p++; *p && *p != '"'; p++) {
+                if (*p == '\\' && p[1]) p++;
+                if (v + 1 < value_cap) value[v++] = *p;
+            }
+            if (*p == '"') p++;
+        } else {
+            for (; *p && *p != ';' && !is_blank(*p) && *p != '\r' && *p != '\n'; p++)
+                if (v + 1 < value_cap) value[v++] = *p;
+        }
+    }
+    value[v] = '\0';
+    return p;
+}
+
+/* True if a parameter (other than RFC 2231 pieces, "name*0*=...") is given twice with
+ * different values: GMime's conflicting parameter. At most the first 16 are compared. */
+static bool params_conflict(const char *raw)
+{
+    char names[16][32], values[16][128];
+    size_t n = 0, i;
+    const char *p = raw;
+
+    if (strchr(raw, ';') == NULL) return false;
+    while (n < 16 && (p = param_next(p, names[n], sizeof names[n], values[n],
+                                     sizeof values[n])) != NULL) {
+        if (names[n][0] == '\0' || strchr(names[n], '*')) continue;
+        for (i = 0; i < n; i++)
+            if (strcmp(names[i], names[n]) == 0 && strcmp(values[i], values[n]) != 0) return true;
+        n++;
+    }
+    return false;
+}
+
+static bool is_mime_header(const char *name)
+{
+    return strncasecmp(name, "Content-", 8) == 0 || strcasecmp(name, "MIME-Version") == 0;
+}
+
+/*
+ * Flags for the headers of one list: 8-bit and bad encoded words always; for a part's list
+ * (part_list), Content-* and MIME-Version headers that conflict with the first of their name,
+ * and conflicting parameters. An embedded message's own list holds no Content-* header and
+ * GMime checks nothing there but RFC 5322's single headers, which are not flagged.
+ * *first_offset gets the smallest header offset (left alone for an empty list).
+ */
+static unsigned header_list_flags(GMimeHeaderList *hl, bool part_list, gint64 *first_offset)
+{
+    int i, j, n = hl ? g_mime_header_list_get_count(hl) : 0;
+    unsigned flags = 0;
+
+    for (i = 0; i < n; i++) {
+        GMimeHeader *h = g_mime_header_list_get_header_at(hl, i);
+        const char *name = g_mime_header_get_name(h);
+        const char *raw = g_mime_header_get_raw_value(h);
+        gint64 offset = g_mime_header_get_offset(h);
+
+        if (name == NULL) continue;
+        if (raw == NULL) raw = "";
+        if (offset >= 0 && (*first_offset < 0 || offset < *first_offset)) *first_offset = offset;
+        if (!ascii_only(name) || (!ascii_only(raw) && !g_utf8_validate(raw, -1, NULL)))
+            flags |= MSG_F_8BIT_HEADERS | MSG_F_BAD_HEADERS;
+        if (strstr(raw, "=?") && encoded_word_has_blank(raw)) flags |= MSG_F_BAD_HEADERS;
+        if (!part_list || !is_mime_header(name)) continue;
+        for (j = 0; j < i; j++) {
+            GMimeHeader *e = g_mime_header_list_get_header_at(hl, j);
+            const char *ename = g_mime_header_get_name(e);
+            const char *eraw = g_mime_header_get_raw_value(e);
+            if (ename == NULL || strcasecmp(ename, name) != 0) continue;
+            if (strcmp(eraw ? eraw : "", raw) != 0) flags |= MSG_F_BAD_HEADERS;
+            break;
+        }
+        if ((strcasecmp(name, "Content-Type") == 0 ||
+             strcasecmp(name, "Content-Disposition") == 0) &&
+            params_conflict(raw))
+            flags |= MSG_F_MIME_BAD;
+    }
+    return flags;
 }
 
 /* ---- URLs ---- */
@@ -602,7 +799,15 @@ static void leaf_attachment(struct parse_state *st, int index, const char *body,
 static const char *known_encodings[] = {"7bit", "8bit", "binary", "base64", "quoted-printable",
                                         NULL};
 
-static void walk(struct parse_state *st, GMimeObject *obj, int parent, int depth);
+/* Where a part's header block is, as far as the damage checks need to know. */
+enum block_kind {
+    BLOCK_ROOT,  /* the message's own headers: checked by message_parse() */
+    BLOCK_CHILD, /* a multipart's child: its block follows a boundary line */
+    BLOCK_BODY,  /* an embedded message's body: its block is the message's, checked there */
+};
+
+static void walk(struct parse_state *st, GMimeObject *obj, int parent, int depth,
+                 enum block_kind kind);
 
 static void walk_leaf(struct parse_state *st, GMimePart *part, int index)
 {
@@ -641,18 +846,153 @@ static void walk_leaf(struct parse_state *st, GMimePart *part, int index)
         st->m->flags |= MSG_F_MIME_BAD;
 }
 
-static void walk(struct parse_state *st, GMimeObject *obj, int parent, int depth)
+/* Offset of the first header of hl, or -1. */
+static gint64 header_list_first_offset(GMimeHeaderList *hl)
+{
+    int i, n = hl ? g_mime_header_list_get_count(hl) : 0;
+    gint64 first = -1;
+    for (i = 0; i < n; i++) {
+        gint64 o = g_mime_header_get_offset(g_mime_header_list_get_header_at(hl, i));
+        if (o >= 0 && (first < 0 || o < first)) first = o;
+    }
+    return first;
+}
+
+/* Offset of a leaf's content in st->raw, or -1 if GMime does not hold it there. */
+static gint64 leaf_content_offset(const struct parse_state *st, GMimeObject *obj)
+{
+    GMimeDataWrapper *content = GMIME_IS_PART(obj) ? g_mime_part_get_content(GMIME_PART(obj)) : NULL;
+    GMimeStream *stream = content ? g_mime_data_wrapper_get_stream(content) : NULL;
+    gint64 start;
+
+    if (stream == NULL || !GMIME_IS_STREAM_MEM(stream)) return -1;
+    if (GMIME_STREAM_MEM(stream)->buffer == NULL ||
+        (const char *)GMIME_STREAM_MEM(stream)->buffer->data != st->raw)
+        return -1;
+    start = stream->bound_start;
+    return start >= 0 && (size_t)start <= st->raw_len ? start : -1;
+}
+
+/* 1 if the line of raw starting at pos is "--boundary", 2 if it is the closing
+ * "--boundary--" (either may end in blanks), 0 otherwise. */
+static int boundary_line(const struct parse_state *st, size_t pos, const char *boundary)
+{
+    const char *p = st->raw + pos, *end = st->raw + st->raw_len;
+    const char *eol = pos < st->raw_len ? memchr(p, '\n', (size_t)(end - p)) : NULL;
+    size_t blen = strlen(boundary);
+    int kind = 1;
+
+    if (eol == NULL) eol = end;
+    if (eol - p < (ptrdiff_t)blen + 2 || p[0] != '-' || p[1] != '-' ||
+        memcmp(p + 2, boundary, blen) != 0)
+        return 0;
+    p += blen + 2;
+    if (eol - p >= 2 && p[0] == '-' && p[1] == '-') {
+        p += 2;
+        kind = 2;
+    }
+    for (; p < eol; p++)
+        if (!is_blank(*p) && *p != '\r') return 0;
+    return kind;
+}
+
+/* Start of the line before the one starting at pos, or (size_t)-1 if pos is the first. */
+static size_t line_before(const char *raw, size_t pos)
+{
+    size_t line;
+    if (pos == 0) return (size_t)-1;
+    line = pos - 1;
+    while (line > 0 && raw[line - 1] != '\n') line--;
+    return line;
+}
+
+/* Start of the line after the one containing pos, or raw_len. */
+static size_t line_after(const struct parse_state *st, size_t pos)
+{
+    const char *nl = pos < st->raw_len ? memchr(st->raw + pos, '\n', st->raw_len - pos) : NULL;
+    return nl ? (size_t)(nl - st->raw) + 1 : st->raw_len;
+}
+
+/* GMime drops a part that is a boundary line right after a boundary line, with a warning
+ * that it had neither headers nor content (and one that the second boundary is no header
+ * name): true if the boundary line at pos is one of such a pair. */
+static bool boundary_pair_at(const struct parse_state *st, size_t pos, bool look_back)
+{
+    size_t other;
+    if (st->boundary == NULL || boundary_line(st, pos, st->boundary) != 1) return false;
+    if (look_back) {
+        other = line_before(st->raw, pos);
+        return other != (size_t)-1 && boundary_line(st, other, st->boundary) == 1;
+    }
+    other = line_after(st, pos);
+    return other < st->raw_len && boundary_line(st, other, st->boundary) != 0;
+}
+
+#define EMPTY_PART_FLAGS (MSG_F_MIME_BAD | MSG_F_BAD_HEADERS)
+
+/* Flags for the header block of a block that starts at or before offset first (a header's),
+ * enclosed by st->boundary: a block must start after a boundary or blank line, or the lines
+ * before first were refused header lines. */
+static unsigned child_block_flags(const struct parse_state *st, gint64 first)
+{
+    unsigned flags = header_block_flags(st->raw, st->raw_len, (size_t)first, st->boundary);
+    size_t before = line_before(st->raw, (size_t)first);
+    if (!block_may_start_at(st->raw, (size_t)first)) flags |= MSG_F_BAD_HEADERS;
+    if (before != (size_t)-1 && boundary_pair_at(st, before, true)) flags |= EMPTY_PART_FLAGS;
+    return flags;
+}
+
+/* Flags for a multipart child without headers, from where its content starts: a blank line
+ * just before (the empty header block) must follow the boundary line, else the lines in
+ * between were refused header lines; no blank line means the boundary came right after the
+ * boundary (GMime: a part without headers or content, the boundary taken for a header). */
+static unsigned headerless_child_flags(const struct parse_state *st, gint64 content)
+{
+    const char *raw = st->raw;
+    size_t pos = (size_t)content, line;
+
+    if (pos == 0) return 0;
+    line = pos - 1; /* the '\n' ending the line before the content */
+    if (line > 0 && raw[line - 1] == '\r') line--;
+    while (line > 0 && raw[line - 1] != '\n') line--;
+    if (pos - line <= 2 && (raw[line] == '\n' || raw[line] == '\r')) {
+        size_t before = line_before(raw, line);
+        unsigned flags = block_may_start_at(raw, line) ? 0 : MSG_F_BAD_HEADERS;
+        if (before != (size_t)-1 && boundary_pair_at(st, before, true)) flags |= EMPTY_PART_FLAGS;
+        return flags;
+    }
+    return EMPTY_PART_FLAGS;
+}
+
+static void walk(struct parse_state *st, GMimeObject *obj, int parent, int depth,
+                 enum block_kind kind)
 {
     struct message *m = st->m;
     GMimeContentType *ct = g_mime_object_get_content_type(obj);
     const char *media = ct ? g_mime_content_type_get_media_type(ct) : NULL;
     const char *sub = ct ? g_mime_content_type_get_media_subtype(ct) : NULL;
+    gint64 first = -1;
     int index;
     struct msg_part *p;
 
     if (depth > MSG_MAX_DEPTH) {
         m->flags |= MSG_F_TOO_DEEP | MSG_F_MIME_BAD;
         return;
+    }
+    m->flags |= header_list_flags(g_mime_object_get_header_list(obj), true, &first);
+    if (kind == BLOCK_CHILD && first >= 0) {
+        m->flags |= child_block_flags(st, first);
+    } else if (kind == BLOCK_CHILD && GMIME_IS_PART(obj)) {
+        gint64 content = leaf_content_offset(st, obj);
+        if (content >= 0) m->flags |= headerless_child_flags(st, content);
+    }
+    if (kind == BLOCK_CHILD && GMIME_IS_PART(obj) && leaf_content_offset(st, obj) >= 0) {
+        /* The boundary line after the content, and whether another follows at once. */
+        GMimeStream *stream = g_mime_data_wrapper_get_stream(g_mime_part_get_content(GMIME_PART(obj)));
+        gint64 end = stream->bound_end;
+        if (end >= 0 && (size_t)end < st->raw_len &&
+            boundary_pair_at(st, line_after(st, (size_t)end), false))
+            m->flags |= EMPTY_PART_FLAGS;
     }
     index = part_new(st, parent, depth);
     if (index < 0) return;
@@ -674,19 +1014,45 @@ static void walk(struct parse_state *st, GMimeObject *obj, int parent, int depth
 
     if (GMIME_IS_MULTIPART(obj)) {
         GMimeMultipart *mp = GMIME_MULTIPART(obj);
+        /* Not g_mime_multipart_get_boundary(), which makes one up when there is none. */
+        const char *boundary = g_mime_object_get_content_type_parameter(obj, "boundary");
+        const char *outer = st->boundary;
         int i, n = g_mime_multipart_get_count(mp);
         p->is_multipart = true;
-        if (g_mime_multipart_get_boundary(mp) == NULL) {
+        if (boundary == NULL) {
             p->flags |= PART_F_NO_BOUNDARY;
             m->flags |= MSG_F_MIME_BAD;
+        } else if (!mp->write_end_boundary) {
+            /* GMime saw no closing boundary: an enclosing multipart's boundary ended it, or,
+             * for the outermost one (nothing encloses it), the end of the input. */
+            m->flags |= MSG_F_MIME_BAD | (outer == NULL ? MSG_F_TRUNCATED : 0);
+        }
+        if (boundary) st->boundary = boundary;
+        if (boundary && n == 0 && first >= 0) {
+            /* No part at all: fine after "--boundary--", not after an empty one. */
+            size_t pos = (size_t)first;
+            int b = 0;
+            while (pos < st->raw_len && (b = boundary_line(st, pos, boundary)) == 0)
+                pos = line_after(st, pos);
+            if (b == 1) m->flags |= EMPTY_PART_FLAGS;
         }
         for (i = 0; i < n && !(m->flags & MSG_F_TOO_MANY_PARTS); i++)
-            walk(st, g_mime_multipart_get_part(mp, i), index, depth + 1);
+            walk(st, g_mime_multipart_get_part(mp, i), index, depth + 1, BLOCK_CHILD);
+        st->boundary = outer;
     } else if (GMIME_IS_MESSAGE_PART(obj)) {
         GMimeMessage *inner = g_mime_message_part_get_message(GMIME_MESSAGE_PART(obj));
         GMimeObject *body = inner ? g_mime_message_get_mime_part(inner) : NULL;
         p->is_multipart = true;
-        if (body) walk(st, body, index, depth + 1);
+        if (inner) {
+            gint64 inner_first = -1, body_first;
+            m->flags |= header_list_flags(g_mime_object_get_header_list(GMIME_OBJECT(inner)),
+                                          false, &inner_first);
+            body_first = body ? header_list_first_offset(g_mime_object_get_header_list(body)) : -1;
+            if (body_first >= 0 && (inner_first < 0 || body_first < inner_first))
+                inner_first = body_first;
+            if (inner_first >= 0) m->flags |= child_block_flags(st, inner_first);
+        }
+        if (body) walk(st, body, index, depth + 1, BLOCK_BODY);
     } else if (GMIME_IS_PART(obj)) {
         walk_leaf(st, GMIME_PART(obj), index);
     }
@@ -892,11 +1258,13 @@ struct message *message_parse(const char *data, size_t len, const struct envelop
      * "From " line is not a header (GMime's message parser skipped it; its part parser, which
      * we use, would not). */
     skip = mbox_from_line_len(data, len);
+    st.raw = data + skip;
+    st.raw_len = len - skip;
+    m->flags |= header_block_flags(st.raw, st.raw_len, 0, NULL);
     ba = g_byte_array_new_take((guint8 *)data + skip, len - skip);
     stream = g_mime_stream_mem_new_with_byte_array(ba);
     g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(stream), FALSE);
-    options = g_mime_parser_options_new();
-    g_mime_parser_options_set_warning_callback(options, parser_warning, m);
+    options = g_mime_parser_options_new(); /* no warning callback: see the damage checks */
     parser = g_mime_parser_new_with_stream(stream);
     g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
     root = g_mime_parser_construct_part(parser, options);
@@ -904,7 +1272,7 @@ struct message *message_parse(const char *data, size_t len, const struct envelop
     if (root) {
         read_headers(&st, root);
         read_addresses(&st);
-        walk(&st, root, -1, 0);
+        walk(&st, root, -1, 0, BLOCK_ROOT);
     }
     if (m->n_headers == 0) m->flags |= MSG_F_NO_HEADERS;
     if (m->n_parts == 0 && len > 0) {
