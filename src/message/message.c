@@ -195,17 +195,18 @@ static bool is_blank(char c)
     return c == ' ' || c == '\t';
 }
 
-/* True if the field name at the start of a header line is one GMime refuses: empty, blanks
- * inside it (blanks before the colon are allowed), a control byte, or no colon on the line.
- * A name cut by the end of input is not refused here: the block is truncated instead. */
-static bool header_name_invalid(const char *p, const char *end)
+/* True if the field name at the start of a header line is one GMime refuses: blanks inside
+ * it (blanks before the colon are allowed), a control byte, no colon on the line, or, before
+ * the block's first header (first_header), an empty name. A name cut by the end of input is
+ * not refused here: the block is truncated instead. */
+static bool header_name_invalid(const char *p, const char *end, bool first_header)
 {
     const char *start = p;
     bool blank = false;
 
     for (; p < end; p++) {
         unsigned char c = (unsigned char)*p;
-        if (c == ':') return p == start;
+        if (c == ':') return p == start && first_header;
         if (is_blank((char)c)) blank = true;
         else if (blank || c < 0x20 || c == 0x7f) return true;
     }
@@ -236,9 +237,10 @@ static unsigned header_block_flags(const char *data, size_t len, size_t start, c
 {
     const char *p = data + start, *end = data + len;
     size_t blen = boundary ? strlen(boundary) : 0;
-    bool first = true;
+    bool first = true, have_header = false;
     unsigned flags = 0;
 
+    if (start == 0 && boundary == NULL && len == 0) return 0; /* GMime: no message, no warning */
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *line_end = nl ? nl : end;
@@ -247,10 +249,14 @@ static unsigned header_block_flags(const char *data, size_t len, size_t start, c
         if (boundary && line_end - p >= (ptrdiff_t)blen + 2 && p[0] == '-' && p[1] == '-' &&
             memcmp(p + 2, boundary, blen) == 0)
             return flags;
-        if ((first || !is_blank(*p)) && header_name_invalid(p, nl ? nl + 1 : end)) {
-            /* The message's first line: GMime gives up on the whole message. */
-            if (first && start == 0 && boundary == NULL) return MSG_F_BAD_HEADERS;
-            flags |= MSG_F_BAD_HEADERS;
+        if (first || !is_blank(*p)) {
+            if (header_name_invalid(p, nl ? nl + 1 : end, !have_header)) {
+                /* The message's first line: GMime gives up on the whole message. */
+                if (first && start == 0 && boundary == NULL) return MSG_F_BAD_HEADERS;
+                flags |= MSG_F_BAD_HEADERS;
+            } else {
+                have_header = true;
+            }
         }
         first = false;
         if (nl == NULL) break;
