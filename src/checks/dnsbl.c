@@ -68,6 +68,7 @@ struct dnsbl_list {
 };
 
 struct dnsbl {
+    int refs;                                 /* dnsbl_new()'s, plus one per dnsbl_ref() (atomic) */
     struct dnsbl_list lists[DNSBL_MAX_LISTS]; /* enabled ones first after dnsbl_new() */
     size_t n_lists;                           /* all parsed lists */
     size_t n_enabled;
@@ -300,6 +301,7 @@ struct dnsbl *dnsbl_new(const struct dnsbl_config *cfg)
     size_t i, n_enabled = 0;
     const char *p;
 
+    d->refs = 1;
     d->max_domains = cfg && cfg->max_domains ? cfg->max_domains : DNSBL_MAX_DOMAINS_DEF;
     if ((cfg == NULL || !cfg->no_defaults) && !dnsbl_parse_lists(d, dnsbl_default_lists)) {
         assert(!"the default lists must parse");
@@ -343,9 +345,18 @@ fail:
     return NULL;
 }
 
-void dnsbl_free(struct dnsbl *d)
+const struct dnsbl *dnsbl_ref(const struct dnsbl *d)
 {
-    free(d);
+    /* The count is the only field that changes after dnsbl_register(). */
+    __atomic_add_fetch(&((struct dnsbl *)d)->refs, 1, __ATOMIC_ACQ_REL);
+    return d;
+}
+
+void dnsbl_free(const struct dnsbl *d)
+{
+    if (d == NULL || __atomic_sub_fetch(&((struct dnsbl *)d)->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    free((struct dnsbl *)d);
 }
 
 int dnsbl_register(struct dnsbl *d, struct symbol_registry *reg)
@@ -472,19 +483,22 @@ struct dnsbl_subject {
     bool v6;
 };
 
-/*
- * Queries every subject in every enabled list of type (not named in
- * disabled), all at once, and reads the answers into lk.
- */
-static void dnsbl_run(struct dnsbl_lookup *lk, struct dns_resolver *r, enum dnsbl_type type,
-                      const struct dnsbl_subject *subj, size_t n_subj, const char *disabled)
-{
-    const struct dnsbl *d = lk->d;
-    struct dns_batch_item *items = xcalloc(n_subj * d->n_enabled + 1, sizeof *items);
-    size_t *item_list = xcalloc(n_subj * d->n_enabled + 1, sizeof *item_list);
-    size_t *item_subj = xcalloc(n_subj * d->n_enabled + 1, sizeof *item_subj);
-    size_t n = 0, i, li;
+/* The queries of one round: item i asks list item_list[i] about subject item_subj[i]. */
+struct dnsbl_round {
+    struct dns_batch_item *items;
+    size_t *item_list, *item_subj;
+    size_t n;
+};
 
+/* The queries for every subject in every enabled list of type (not named in disabled). */
+static void dnsbl_round_build(struct dnsbl_round *rd, const struct dnsbl *d, enum dnsbl_type type,
+                              const struct dnsbl_subject *subj, size_t n_subj, const char *disabled)
+{
+    size_t i, li;
+    rd->items = xcalloc(n_subj * d->n_enabled + 1, sizeof *rd->items);
+    rd->item_list = xcalloc(n_subj * d->n_enabled + 1, sizeof *rd->item_list);
+    rd->item_subj = xcalloc(n_subj * d->n_enabled + 1, sizeof *rd->item_subj);
+    rd->n = 0;
     for (li = 0; li < d->n_enabled; li++) {
         const struct dnsbl_list *l = &d->lists[li];
         if (l->type != type || dnsbl_name_in(disabled, l->name)) continue;
@@ -494,22 +508,43 @@ static void dnsbl_run(struct dnsbl_lookup *lk, struct dns_resolver *r, enum dnsb
             if (subj[i].v6 && !l->ipv6) continue;
             len = snprintf(name, sizeof name, "%s.%s", subj[i].query, l->zone);
             if (len < 0 || len > DNS_MAX_NAME_LEN) continue;
-            items[n].name = xstrdup(name);
-            items[n].type = DNS_T_A;
-            item_list[n] = li;
-            item_subj[n] = i;
-            n++;
+            rd->items[rd->n].name = xstrdup(name);
+            rd->items[rd->n].type = DNS_T_A;
+            rd->item_list[rd->n] = li;
+            rd->item_subj[rd->n] = i;
+            rd->n++;
         }
     }
-    if (n > 0) dns_query_many(r, items, n);
-    for (i = 0; i < n; i++) {
-        dnsbl_read_answer(lk, item_list[i], subj[item_subj[i]].shown, items[i].answer);
-        dns_answer_free(items[i].answer);
-        free((char *)items[i].name);
+}
+
+/* Frees what dnsbl_round_build() allocated (not the answers). */
+static void dnsbl_round_free(struct dnsbl_round *rd)
+{
+    size_t i;
+    for (i = 0; i < rd->n; i++)
+        free((char *)rd->items[i].name);
+    free(rd->items);
+    free(rd->item_list);
+    free(rd->item_subj);
+}
+
+/*
+ * Queries every subject in every enabled list of type (not named in
+ * disabled), all at once, and reads the answers into lk.
+ */
+static void dnsbl_run(struct dnsbl_lookup *lk, struct dns_resolver *r, enum dnsbl_type type,
+                      const struct dnsbl_subject *subj, size_t n_subj, const char *disabled)
+{
+    struct dnsbl_round rd;
+    size_t i;
+
+    dnsbl_round_build(&rd, lk->d, type, subj, n_subj, disabled);
+    if (rd.n > 0) dns_query_many(r, rd.items, rd.n);
+    for (i = 0; i < rd.n; i++) {
+        dnsbl_read_answer(lk, rd.item_list[i], subj[rd.item_subj[i]].shown, rd.items[i].answer);
+        dns_answer_free(rd.items[i].answer);
     }
-    free(items);
-    free(item_list);
-    free(item_subj);
+    dnsbl_round_free(&rd);
 }
 
 /* The reversed form of ip for a DNSBL query into out; false if ip is not an address. */
@@ -540,6 +575,17 @@ static bool dnsbl_reverse_ip(const char *ip, char *out, size_t size, bool *v6)
     return true;
 }
 
+/* The subject for client_ip in s (rev holds its query); false if the address is not looked up. */
+static bool dnsbl_ip_subject(const char *client_ip, char rev[72], struct dnsbl_subject *s)
+{
+    if (client_ip == NULL || reputation_ip_is_local(client_ip) ||
+        !dnsbl_reverse_ip(client_ip, rev, 72, &s->v6))
+        return false;
+    s->query = rev;
+    s->shown = client_ip;
+    return true;
+}
+
 struct dnsbl_lookup *dnsbl_ip_start(const struct dnsbl *d, struct dns_resolver *r,
                                     const char *client_ip)
 {
@@ -548,12 +594,28 @@ struct dnsbl_lookup *dnsbl_ip_start(const struct dnsbl *d, struct dns_resolver *
     struct dnsbl_subject s;
 
     lk->d = d;
-    if (client_ip == NULL || reputation_ip_is_local(client_ip) ||
-        !dnsbl_reverse_ip(client_ip, rev, sizeof rev, &s.v6))
-        return lk;
-    s.query = rev;
-    s.shown = client_ip;
-    dnsbl_run(lk, r, DNSBL_TYPE_IP, &s, 1, NULL);
+    if (dnsbl_ip_subject(client_ip, rev, &s)) dnsbl_run(lk, r, DNSBL_TYPE_IP, &s, 1, NULL);
+    return lk;
+}
+
+struct dnsbl_lookup *dnsbl_ip_unanswered(const struct dnsbl *d, const char *client_ip,
+                                         enum dns_status status)
+{
+    struct dnsbl_lookup *lk = xcalloc(1, sizeof *lk);
+    struct dns_answer none = {.status = status, .type = DNS_T_A};
+    struct dnsbl_round rd;
+    char rev[72];
+    struct dnsbl_subject s;
+    size_t i;
+
+    assert(status != DNS_OK); /* an answer without records */
+    lk->d = d;
+    if (!dnsbl_ip_subject(client_ip, rev, &s)) return lk;
+    /* The round dnsbl_ip_start() would send, every query read as if it had ended with status. */
+    dnsbl_round_build(&rd, d, DNSBL_TYPE_IP, &s, 1, NULL);
+    for (i = 0; i < rd.n; i++)
+        dnsbl_read_answer(lk, rd.item_list[i], s.shown, &none);
+    dnsbl_round_free(&rd);
     return lk;
 }
 

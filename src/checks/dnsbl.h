@@ -58,22 +58,25 @@
  *     example-bl bl.example.net type=ip 127.0.0.2=RBL_EXAMPLE:3.5,127.0.0.3=RBL_EXAMPLE_DYN:1
  *
  * Connect time and end of message: the milter knows the client IP at
- * connect but scores at end of message. dnsbl_ip_start() is called at
- * connect and dnsbl_lookup_collect() at each end of message of the
- * connection. Our resolver is synchronous, so dnsbl_ip_start() does the
- * lookups at once (bounded by the resolver's timeout) and keeps the answers;
- * the API already has the start/collect shape for a resolver that overlaps
- * them with the SMTP dialogue later. Lists disabled for the recipients'
- * domain are filtered at collect time.
+ * connect but scores at end of message. dnsbl_ip_start() looks the client up
+ * synchronously, on the caller's resolver, and keeps the answers;
+ * dnsbl_lookup_collect() adds them to each message's result. The daemon does
+ * not call dnsbl_ip_start() on its milter threads: dnsbl_async.h runs it on
+ * lookup threads of their own from connect on, so the lookup overlaps the
+ * SMTP dialogue, and end of message waits for it. Lists disabled for the
+ * recipients' domain are filtered at collect time.
  *
- * Threads: a struct dnsbl is read-only after dnsbl_register() and may be
- * shared; a resolver and a lookup belong to one thread at a time.
+ * Threads: a struct dnsbl is read-only after dnsbl_register() (but for its
+ * reference count) and may be shared; a resolver and a lookup belong to one
+ * thread at a time.
  */
 #ifndef MXW_DNSBL_H
 #define MXW_DNSBL_H
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "checks/dns.h"
 
 struct dns_resolver;
 struct message;
@@ -104,7 +107,14 @@ struct dnsbl_lookup;
  * error too (a typo must not leave a list on). Free with dnsbl_free().
  */
 struct dnsbl *dnsbl_new(const struct dnsbl_config *cfg);
-void dnsbl_free(struct dnsbl *d);
+/*
+ * Another reference on d, for a lookup that may outlive its creator's (a
+ * lookup thread still running when a reload frees the scanner). Returns d;
+ * drop it with dnsbl_free(). Safe from any thread.
+ */
+const struct dnsbl *dnsbl_ref(const struct dnsbl *d);
+/* Drops a reference; the last one frees d. NULL is a no-op. Safe from any thread. */
+void dnsbl_free(const struct dnsbl *d);
 
 /*
  * Registers the symbols of every enabled list (their listing symbols and
@@ -127,6 +137,15 @@ enum dnsbl_type dnsbl_list_type(const struct dnsbl *d, size_t i);
  */
 struct dnsbl_lookup *dnsbl_ip_start(const struct dnsbl *d, struct dns_resolver *r,
                                     const char *client_ip);
+/*
+ * The lookup dnsbl_ip_start() returns when every query of client_ip ends
+ * with status (not DNS_OK) without being sent: each IP list gets its
+ * <NAME>_TEMPFAIL hit ("<ip>: TIMEOUT" for DNS_TIMEOUT) and the warning a
+ * failed query logs. For a lookup that ran out of time before it could ask.
+ * Never NULL; free with dnsbl_lookup_free(). No DNS traffic, no resolver.
+ */
+struct dnsbl_lookup *dnsbl_ip_unanswered(const struct dnsbl *d, const char *client_ip,
+                                         enum dns_status status);
 
 /*
  * Adds the hits of l to res, except those of the lists named in disabled
