@@ -142,8 +142,21 @@ void test_unbound_close(struct test_unbound *u)
 
 /* ---- a broken DNS server ---- */
 
+/* A reply the slow mode holds until it is due. */
+struct test_bad_dns_held {
+    double due_s;
+    struct sockaddr_in to;
+    size_t len;
+    unsigned char reply[640]; /* a query (600 at most) and one A record */
+};
+
+#define TEST_BAD_DNS_MAX_HELD 256
+
 struct test_bad_dns {
     enum test_bad_dns_mode mode;
+    unsigned delay_ms; /* TEST_BAD_DNS_SLOW */
+    struct test_bad_dns_held *held;
+    size_t n_held;
     int port;
     int udp_fd, tcp_fd;
     _Atomic int stop;
@@ -172,6 +185,12 @@ static size_t test_bad_dns_reply(const struct test_bad_dns *s, const unsigned ch
     switch (s->mode) {
     case TEST_BAD_DNS_SILENT:
         return 0;
+    case TEST_BAD_DNS_SLOW: {
+        static const unsigned char rr[] = {0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 127, 0, 0, 2};
+        out[7] = 1;
+        memcpy(out + len, rr, sizeof rr);
+        return len + sizeof rr;
+    }
     case TEST_BAD_DNS_RANDOM:
         len = 2 + (size_t)(rand() % 500);
         for (i = 2; i < len; i++)
@@ -236,12 +255,45 @@ static void test_bad_dns_serve_tcp(struct test_bad_dns *s, int conn, unsigned ch
     close(conn);
 }
 
+/* The slow mode's loop: queries are answered in order, each delay_ms after it came. */
+static void test_bad_dns_slow_loop(struct test_bad_dns *s)
+{
+    unsigned char q[600];
+    while (!s->stop) {
+        struct pollfd pfd = {.fd = s->udp_fd, .events = POLLIN};
+        double now = test_now_s();
+        int wait_ms = 20;
+        size_t i;
+
+        if (s->n_held > 0 && (s->held[0].due_s - now) * 1000 < wait_ms)
+            wait_ms = s->held[0].due_s <= now ? 0 : (int)((s->held[0].due_s - now) * 1000) + 1;
+        if (poll(&pfd, 1, wait_ms) == 1 && s->n_held < TEST_BAD_DNS_MAX_HELD) {
+            struct test_bad_dns_held *h = &s->held[s->n_held];
+            socklen_t flen = sizeof h->to;
+            ssize_t n = recvfrom(s->udp_fd, q, sizeof q, 0, (struct sockaddr *)&h->to, &flen);
+            if (n > 0) {
+                s->queries++;
+                h->len = test_bad_dns_reply(s, q, (size_t)n, 0, h->reply);
+                h->due_s = test_now_s() + s->delay_ms / 1000.0;
+                if (h->len > 0 && h->len <= sizeof h->reply) s->n_held++;
+            }
+        }
+        now = test_now_s();
+        for (i = 0; i < s->n_held && s->held[i].due_s <= now; i++)
+            sendto(s->udp_fd, s->held[i].reply, s->held[i].len, 0,
+                   (struct sockaddr *)&s->held[i].to, sizeof s->held[i].to);
+        memmove(s->held, s->held + i, (s->n_held - i) * sizeof *s->held);
+        s->n_held -= i;
+    }
+}
+
 static void *test_bad_dns_main(void *arg)
 {
     struct test_bad_dns *s = arg;
     unsigned char *out = malloc(65536 + 2);
     unsigned char q[600];
 
+    if (s->mode == TEST_BAD_DNS_SLOW) test_bad_dns_slow_loop(s);
     while (!s->stop && out != NULL) {
         struct pollfd pfd[2] = {{.fd = s->udp_fd, .events = POLLIN},
                                 {.fd = s->tcp_fd, .events = POLLIN}};
@@ -270,7 +322,7 @@ static void *test_bad_dns_main(void *arg)
     return NULL;
 }
 
-struct test_bad_dns *test_bad_dns_start(enum test_bad_dns_mode mode)
+static struct test_bad_dns *test_bad_dns_start_with(enum test_bad_dns_mode mode, unsigned delay_ms)
 {
     struct test_bad_dns *s = calloc(1, sizeof *s);
     struct sockaddr_in sa = {.sin_family = AF_INET};
@@ -278,6 +330,12 @@ struct test_bad_dns *test_bad_dns_start(enum test_bad_dns_mode mode)
 
     if (s == NULL) return NULL;
     s->mode = mode;
+    s->delay_ms = delay_ms;
+    if (mode == TEST_BAD_DNS_SLOW &&
+        (s->held = calloc(TEST_BAD_DNS_MAX_HELD, sizeof *s->held)) == NULL) {
+        free(s);
+        return NULL;
+    }
     s->port = test_free_port();
     sa.sin_port = htons((unsigned short)s->port);
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -291,10 +349,21 @@ struct test_bad_dns *test_bad_dns_start(enum test_bad_dns_mode mode)
         pthread_create(&s->thread, NULL, test_bad_dns_main, s) != 0) {
         if (s->udp_fd >= 0) close(s->udp_fd);
         if (s->tcp_fd >= 0) close(s->tcp_fd);
+        free(s->held);
         free(s);
         return NULL;
     }
     return s;
+}
+
+struct test_bad_dns *test_bad_dns_start(enum test_bad_dns_mode mode)
+{
+    return test_bad_dns_start_with(mode, 0);
+}
+
+struct test_bad_dns *test_bad_dns_start_slow(unsigned delay_ms)
+{
+    return test_bad_dns_start_with(TEST_BAD_DNS_SLOW, delay_ms);
 }
 
 int test_bad_dns_port(const struct test_bad_dns *s)
@@ -314,5 +383,6 @@ void test_bad_dns_stop(struct test_bad_dns *s)
     pthread_join(s->thread, NULL);
     close(s->udp_fd);
     close(s->tcp_fd);
+    free(s->held);
     free(s);
 }

@@ -41,6 +41,8 @@ void test_unbound_close(struct test_unbound *u);
  *   TEST_BAD_DNS_TRUNCATED  a well-formed header and question, the answer cut short
  *   TEST_BAD_DNS_LOOP       an answer whose owner name is a compression pointer to itself
  *   TEST_BAD_DNS_HUGE       UDP says truncated (TC); over TCP ~64 KiB of TXT records
+ *   TEST_BAD_DNS_SLOW       (test_bad_dns_start_slow) answers every UDP query with
+ *                           A 127.0.0.2, TTL 0, delay_ms after it came; many at once
  */
 enum test_bad_dns_mode {
     TEST_BAD_DNS_SILENT,
@@ -48,12 +50,15 @@ enum test_bad_dns_mode {
     TEST_BAD_DNS_TRUNCATED,
     TEST_BAD_DNS_LOOP,
     TEST_BAD_DNS_HUGE,
+    TEST_BAD_DNS_SLOW,
 };
 
 struct test_bad_dns;
 
 /* Starts the server; its port is test_bad_dns_port(). NULL on failure. */
 struct test_bad_dns *test_bad_dns_start(enum test_bad_dns_mode mode);
+/* TEST_BAD_DNS_SLOW: a list server that lists everyone, delay_ms late. */
+struct test_bad_dns *test_bad_dns_start_slow(unsigned delay_ms);
 int test_bad_dns_port(const struct test_bad_dns *s);
 /* Queries received so far. */
 unsigned test_bad_dns_queries(const struct test_bad_dns *s);

@@ -1,6 +1,6 @@
 /*
- * Tests for src/checks/dnsbl.c: DNSBL and URIBL lookups against a real
- * unbound on loopback.
+ * Tests for src/checks/dnsbl.c and dnsbl_async.c: DNSBL and URIBL lookups
+ * against a real unbound on loopback.
  *
  * unbound serves the default lists' own zones (zen.spamhaus.org,
  * multi.surbl.org) with test data, so the shipped code maps are what is
@@ -9,6 +9,11 @@
  * test that reads nothing and answers nothing), so one list times out while
  * the others answer, and the whole lookup must end within the resolver's
  * timeout.
+ *
+ * The connect-time lookups of dnsbl_async.c ask a list server that lists
+ * every client but answers LATE_MS late (another thread of this test, asked
+ * directly, without unbound), so that "begin returns at once", "wait gets
+ * the hit" and "wait gives up at the budget" can be told apart by the clock.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +26,7 @@
 
 #include "checks/dns.h"
 #include "checks/dnsbl.h"
+#include "checks/dnsbl_async.h"
 #include "checks/symbols.h"
 #include "core/arena.h"
 #include "core/log.h"
@@ -57,16 +63,19 @@ static const char zone_fmt[] =
     "  forward-addr: 127.0.0.1@%d\n";
 
 #define TIMEOUT_MS 400
+#define LATE_MS    200
+#define BUDGET_MS  1000
 
 static struct test_unbound ub;
-static struct test_bad_dns *silent;
+static struct test_bad_dns *silent, *late;
 
 static int group_setup(void **state)
 {
     char zone[sizeof zone_fmt + 16];
     (void)state;
     silent = test_bad_dns_start(TEST_BAD_DNS_SILENT);
-    if (silent == NULL) return -1;
+    late = test_bad_dns_start_slow(LATE_MS);
+    if (silent == NULL || late == NULL) return -1;
     snprintf(zone, sizeof zone, zone_fmt, test_bad_dns_port(silent));
     return test_unbound_open(&ub, zone);
 }
@@ -76,6 +85,7 @@ static int group_teardown(void **state)
     (void)state;
     test_unbound_close(&ub);
     test_bad_dns_stop(silent);
+    test_bad_dns_stop(late);
     return 0;
 }
 
@@ -86,6 +96,8 @@ struct env {
     struct dns_resolver *r;
     struct arena *arena;
     struct scan_result res;
+    struct dnsbl_pool *pool;    /* start_late() */
+    struct dns_config late_dns; /* start_late(): the late list server */
 };
 
 static void start(struct env *e, const struct dnsbl_config *cfg)
@@ -109,6 +121,25 @@ static void done(struct env *e)
     arena_free(e->arena);
     symbols_free(e->reg);
     dnsbl_free(e->d);
+}
+
+/* start() with the late list alone and a pool of at most max_threads lookup threads. */
+static void start_late(struct env *e, unsigned max_threads)
+{
+    struct dnsbl_config cfg = {.lists = "late late.test type=ip 127.0.0.2=RBL_LATE:3",
+                               .no_defaults = true};
+    start(e, &cfg);
+    memset(&e->late_dns, 0, sizeof e->late_dns);
+    snprintf(e->late_dns.server, sizeof e->late_dns.server, "127.0.0.1");
+    e->late_dns.port = test_bad_dns_port(late);
+    e->late_dns.timeout_ms = BUDGET_MS + 500;
+    e->pool = dnsbl_pool_new(max_threads);
+}
+
+static void done_late(struct env *e)
+{
+    dnsbl_pool_free(e->pool); /* waits for lookups still running: ASan sees what they leave */
+    done(e);
 }
 
 /* The hit of symbol name in e->res, or NULL. */
@@ -375,6 +406,176 @@ static void test_bad_list_definitions_are_refused(void **state)
     assert_non_null(strstr(err_msg(), "typo"));
 }
 
+/* ---- connect-time lookups (dnsbl_async.c) ---- */
+
+static void test_begin_returns_at_once_and_wait_gives_the_hit(void **state)
+{
+    struct env e;
+    struct dnsbl_pending *p;
+    double t0, t_begin, t_wait;
+    (void)state;
+    start_late(&e, 0);
+    t0 = test_now_s();
+    p = dnsbl_ip_begin(e.pool, e.d, &e.late_dns, BUDGET_MS, "198.51.100.2");
+    t_begin = test_now_s() - t0;
+    dnsbl_lookup_collect(dnsbl_pending_wait(p), NULL, &e.res);
+    t_wait = test_now_s() - t0;
+    print_message("begin %.2f ms, wait done after %.1f ms (list answers after %d ms)\n",
+                  t_begin * 1e3, t_wait * 1e3, LATE_MS);
+    assert_true(t_begin < 0.050);
+    assert_true(t_wait >= 0.9 * LATE_MS / 1000.0);
+    assert_true(t_wait < BUDGET_MS / 1000.0);
+    assert_true(has_option(find(&e, "RBL_LATE"), "198.51.100.2: 127.0.0.2"));
+    assert_null(find(&e, "LATE_TEMPFAIL"));
+    /* A second message of the connection gets the same answers at once. */
+    t0 = test_now_s();
+    assert_int_equal(dnsbl_lookup_hits(dnsbl_pending_wait(p)), 1);
+    assert_true(test_now_s() - t0 < 0.010);
+    dnsbl_pending_free(p);
+    done_late(&e);
+}
+
+/* The synchronous path with the same list, for comparison: the caller waits the whole delay. */
+static void test_synchronous_lookup_waits_for_the_slow_list(void **state)
+{
+    struct env e;
+    struct dns_resolver *r;
+    struct dnsbl_lookup *l;
+    double t0, t;
+    (void)state;
+    start_late(&e, 0);
+    r = dns_resolver_new(&e.late_dns);
+    assert_non_null(r);
+    dns_begin_scan(r, BUDGET_MS);
+    t0 = test_now_s();
+    l = dnsbl_ip_start(e.d, r, "198.51.100.2");
+    t = test_now_s() - t0;
+    print_message("dnsbl_ip_start (synchronous) took %.1f ms\n", t * 1e3);
+    assert_true(t >= 0.9 * LATE_MS / 1000.0);
+    assert_int_equal(dnsbl_lookup_hits(l), 1);
+    dnsbl_lookup_free(l);
+    dns_resolver_free(r);
+    done_late(&e);
+}
+
+static void test_wait_past_the_budget_reads_as_timeout_on_time(void **state)
+{
+    struct env e;
+    struct dnsbl_pending *p;
+    const unsigned budget_ms = LATE_MS / 2;
+    double t0, t;
+    (void)state;
+    start_late(&e, 0);
+    t0 = test_now_s();
+    p = dnsbl_ip_begin(e.pool, e.d, &e.late_dns, budget_ms, "198.51.100.2");
+    dnsbl_lookup_collect(dnsbl_pending_wait(p), NULL, &e.res);
+    t = test_now_s() - t0;
+    print_message("budget %u ms: wait returned after %.1f ms\n", budget_ms, t * 1e3);
+    assert_true(t >= 0.9 * budget_ms / 1000.0);
+    assert_true(t < (budget_ms + DNSBL_WAIT_GRACE_MS + 100) / 1000.0);
+    assert_null(find(&e, "RBL_LATE"));
+    assert_true(has_option(find(&e, "LATE_TEMPFAIL"), "198.51.100.2: TIMEOUT"));
+    assert_true(find(&e, "LATE_TEMPFAIL")->score == 0.0);
+    dnsbl_pending_free(p);
+    done_late(&e);
+}
+
+/* One thread, two lookups: the second waits in the queue, and its budget runs all the same. */
+static void test_queued_lookup_keeps_its_deadline(void **state)
+{
+    struct env e;
+    struct dnsbl_pending *a, *b;
+    const unsigned budget_ms = LATE_MS + LATE_MS / 2;
+    double t0, t;
+    (void)state;
+    start_late(&e, 1);
+    t0 = test_now_s();
+    a = dnsbl_ip_begin(e.pool, e.d, &e.late_dns, budget_ms, "198.51.100.2");
+    b = dnsbl_ip_begin(e.pool, e.d, &e.late_dns, budget_ms, "198.51.100.3");
+    assert_int_equal(dnsbl_lookup_hits(dnsbl_pending_wait(a)), 1);
+    dnsbl_lookup_collect(dnsbl_pending_wait(b), NULL, &e.res);
+    t = test_now_s() - t0;
+    assert_true(t < (budget_ms + DNSBL_WAIT_GRACE_MS + 100) / 1000.0);
+    assert_true(has_option(find(&e, "LATE_TEMPFAIL"), "198.51.100.3: TIMEOUT"));
+    dnsbl_pending_free(a);
+    dnsbl_pending_free(b);
+    done_late(&e);
+}
+
+static void test_many_connections_look_up_at_once(void **state)
+{
+    struct env e;
+    struct dnsbl_pending *p[8];
+    char ip[32];
+    double t0, t;
+    size_t i;
+    (void)state;
+    start_late(&e, 0);
+    t0 = test_now_s();
+    for (i = 0; i < 8; i++) {
+        snprintf(ip, sizeof ip, "198.51.100.%zu", 10 + i);
+        p[i] = dnsbl_ip_begin(e.pool, e.d, &e.late_dns, BUDGET_MS, ip);
+    }
+    for (i = 0; i < 8; i++)
+        assert_int_equal(dnsbl_lookup_hits(dnsbl_pending_wait(p[i])), 1);
+    t = test_now_s() - t0;
+    print_message("8 lookups in %.1f ms\n", t * 1e3);
+    assert_true(t < 2.0 * LATE_MS / 1000.0); /* not one after the other */
+    for (i = 0; i < 8; i++)
+        dnsbl_pending_free(p[i]);
+    done_late(&e);
+}
+
+/* A client that disconnects before the answer: queued or running, the lookup goes cleanly. */
+static void test_free_before_the_answer_is_clean(void **state)
+{
+    struct env e;
+    struct dnsbl_pending *running, *queued;
+    unsigned before = test_bad_dns_queries(late);
+    (void)state;
+    start_late(&e, 1);
+    running = dnsbl_ip_begin(e.pool, e.d, &e.late_dns, BUDGET_MS, "198.51.100.20");
+    queued = dnsbl_ip_begin(e.pool, e.d, &e.late_dns, BUDGET_MS, "198.51.100.21");
+    test_sleep_ms(LATE_MS / 4);
+    dnsbl_pending_free(queued);
+    dnsbl_pending_free(running);
+    done_late(&e); /* waits for the running one; ASan tells if anything leaked or was used after */
+    assert_int_equal(test_bad_dns_queries(late) - before, 1); /* the queued one never asked */
+}
+
+/* A reload frees the lists while a lookup uses them: the lookup's reference keeps them. */
+static void test_lists_outlive_their_owner_while_a_lookup_runs(void **state)
+{
+    struct env e;
+    struct dnsbl_pending *p;
+    (void)state;
+    start_late(&e, 0);
+    p = dnsbl_ip_begin(e.pool, e.d, &e.late_dns, BUDGET_MS, "198.51.100.2");
+    dnsbl_free(e.d); /* the scanner of the old generation goes */
+    e.d = NULL;
+    dnsbl_lookup_collect(dnsbl_pending_wait(p), "other-list", &e.res);
+    assert_non_null(find(&e, "RBL_LATE"));
+    dnsbl_pending_free(p); /* the last reference: the lists go now */
+    done_late(&e);
+}
+
+static void test_local_client_is_not_looked_up(void **state)
+{
+    struct env e;
+    struct dnsbl_pending *p;
+    unsigned before = test_bad_dns_queries(late);
+    double t0;
+    (void)state;
+    start_late(&e, 0);
+    t0 = test_now_s();
+    p = dnsbl_ip_begin(e.pool, e.d, &e.late_dns, BUDGET_MS, "127.0.0.1");
+    assert_int_equal(dnsbl_lookup_hits(dnsbl_pending_wait(p)), 0);
+    assert_true(test_now_s() - t0 < 0.100);
+    assert_int_equal(test_bad_dns_queries(late), before);
+    dnsbl_pending_free(p);
+    done_late(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -389,6 +590,14 @@ int main(void)
         cmocka_unit_test(test_silent_list_times_out_in_bounded_time),
         cmocka_unit_test(test_message_url_domains_are_checked),
         cmocka_unit_test(test_bad_list_definitions_are_refused),
+        cmocka_unit_test(test_begin_returns_at_once_and_wait_gives_the_hit),
+        cmocka_unit_test(test_synchronous_lookup_waits_for_the_slow_list),
+        cmocka_unit_test(test_wait_past_the_budget_reads_as_timeout_on_time),
+        cmocka_unit_test(test_queued_lookup_keeps_its_deadline),
+        cmocka_unit_test(test_many_connections_look_up_at_once),
+        cmocka_unit_test(test_free_before_the_answer_is_clean),
+        cmocka_unit_test(test_lists_outlive_their_owner_while_a_lookup_runs),
+        cmocka_unit_test(test_local_client_is_not_looked_up),
     };
     int failed;
     log_set_level(LOG_LEVEL_ERROR); /* tempfails are logged as warnings by design */
