@@ -28,8 +28,9 @@
  *   server =                         ; resolver address; empty: those of /etc/resolv.conf
  *   port = 53
  *   timeout_ms = 2000                ; per query
- *   cache_entries = 4096             ; per scanning thread
- *   budget_ms = 3000                 ; all DNS of one scan together
+ *   cache_entries = 4096             ; per scanning thread (and per DNSBL lookup thread)
+ *   budget_ms = 3000                 ; all DNS of one scan together; `serve`'s client DNSBL
+ *                                    ; lookup gets as long from connect
  *   [milter]
  *   listen = unix:var/milter.sock    ; or inet:127.0.0.1:11432
  *   socket_group = postfix           ; group of the unix socket (mode 0660), so smtpd can connect

@@ -22,6 +22,12 @@
  * client, the envelope and the message as it arrives. The raw message is
  * rebuilt as "Name: value\r\n" lines, a blank line and the body chunks,
  * which is what Postfix received minus the Received: header it is adding.
+ *
+ * The client's DNSBL lookup is begun at connect on the gateway's lookup
+ * threads (struct dnsbl_pool, checks/dnsbl_async.h), so connect answers at
+ * once and the lists are asked while the SMTP dialogue goes on; each end of
+ * message waits for the answers, at most until the DNS budget counted from
+ * connect is spent (then the lists count as timed out).
  */
 #include "mta/gateway.h"
 #include "checks/greylist.h"
@@ -32,6 +38,7 @@
 #include "core/config.h"
 #include "core/file.h"
 #include "checks/dnsbl.h"
+#include "checks/dnsbl_async.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "mta/milter.h"
@@ -72,6 +79,7 @@ struct gateway {
     pthread_mutex_t lock; /* guards gen and rules (the pointers) */
     struct gw_gen *gen;
     struct gw_rules *rules;
+    struct dnsbl_pool *dnsbl_pool; /* connect-time lookups; outlives every session */
     const char *config_path;
     char listen[CONFIG_MAX_VALUE]; /* fixed at start */
     char node[128];
@@ -105,8 +113,9 @@ struct gw_session {
     size_t max_bytes; /* the size limit of the generation the session started with */
     bool too_big;
     bool flush_after_reply; /* this thread's scan worker holds verdicts to commit */
-    struct dnsbl_lookup *client_lookup; /* the IP block lists' answers, asked at connect */
-    struct gw_gen *lookup_gen;          /* the generation whose lists client_lookup used (a ref) */
+    struct dnsbl_pending *client_pending; /* the IP block lists, asked at connect (owned) */
+    struct gw_gen *lookup_gen;            /* the generation whose lists it asks (a ref) */
+    bool lookup_logged;                   /* its listings were logged (once per connection) */
 };
 
 /* ----------------------------------------------------------- helpers -- */
@@ -279,14 +288,13 @@ static struct milter_reply on_connect(struct milter_session *s, const char *host
                 log_refusal(t, g, gs, "connect", "rate_limit", reply.text);
             }
         }
-        /* The IP lists are asked now, once per connection; each message collects the answers. */
+        /* The IP lists are asked from now on, once per connection, without holding up the
+         * reply; each message waits for the answers and collects them. */
         if (reply.verdict == MILTER_CONTINUE &&
-            (gs->client_lookup = scan_worker_dnsbl_client(t->worker, gs->client_ip)) != NULL) {
+            (gs->client_pending =
+                 scan_worker_dnsbl_begin(t->worker, g->dnsbl_pool, gs->client_ip)) != NULL) {
             gs->lookup_gen = t->gen;
             __atomic_add_fetch(&t->gen->refs, 1, __ATOMIC_ACQ_REL);
-            if (dnsbl_lookup_hits(gs->client_lookup) > 0)
-                log_info("msg=\"client on a block list\" stage=connect client=%s listings=%zu",
-                         gs->client_ip, dnsbl_lookup_hits(gs->client_lookup));
         }
     }
     return reply;
@@ -459,6 +467,7 @@ static struct milter_reply on_eom(struct milter_session *s, struct milter_action
     const char *queue_id = milter_macro(s, "i");
     char *rcpt_json, capture_rel[CAPTURE_REL_MAX] = "", id[64];
     enum scan_action action;
+    const struct dnsbl_lookup *client_lookup = NULL;
     time_t now = time(NULL);
     double t0 = gateway_now_s(), t_scan;
 
@@ -480,8 +489,16 @@ static struct milter_reply on_eom(struct milter_session *s, struct milter_action
     env.arrival_unix = now;
 
     /* A reload since connect may have changed the lists: then the scan asks them itself. */
+    if (gs->client_pending && gs->lookup_gen == t->gen) {
+        client_lookup = dnsbl_pending_wait(gs->client_pending);
+        if (!gs->lookup_logged && dnsbl_lookup_hits(client_lookup) > 0)
+            log_info("msg=\"client on a block list\" stage=connect client=%s listings=%zu "
+                     "waited_ms=%.2f",
+                     gs->client_ip, dnsbl_lookup_hits(client_lookup), (gateway_now_s() - t0) * 1e3);
+        gs->lookup_logged = true;
+    }
     sc = scan_message_looked_up(t->worker, gs->raw.data ? gs->raw.data : "", gs->raw.len, &env,
-                                gs->lookup_gen == t->gen ? gs->client_lookup : NULL);
+                                client_lookup);
     t_scan = gateway_now_s();
     gs->flush_after_reply = true; /* its reputation verdict is committed once Postfix has ours */
     r = &sc->result;
@@ -584,7 +601,7 @@ static void on_close(struct milter_session *s)
     if (gs == NULL) return;
     session_reset_message(gs);
     buf_free(&gs->raw);
-    dnsbl_lookup_free(gs->client_lookup); /* before its generation's lists can go */
+    dnsbl_pending_free(gs->client_pending); /* a lookup still running is freed when it ends */
     gen_release(gs->lookup_gen);
     free(gs);
     s->app_data = NULL;
@@ -858,9 +875,11 @@ int gateway_serve(const char *config_path, const char *pid_file)
     mc.unix_group = g.gen->cfg.milter_socket_group[0] ? g.gen->cfg.milter_socket_group : NULL;
     if (strncmp(mc.listen, "unix:", 5) == 0 && file_mkdir_parents(mc.listen + 5) != 0)
         log_warn("msg=\"cannot create the socket's directory\" reason=\"%s\"", err_msg());
+    g.dnsbl_pool = dnsbl_pool_new(0);
     run.server = milter_server_new(&mc, &gateway_callbacks, &g);
     if (run.server == NULL) {
         log_error("msg=\"cannot listen\" listen=%s reason=\"%s\"", mc.listen, err_msg());
+        dnsbl_pool_free(g.dnsbl_pool);
         gen_release(g.gen);
         rules_release(g.rules);
         db_close(g.hk_db);
@@ -910,6 +929,7 @@ int gateway_serve(const char *config_path, const char *pid_file)
     log_info("msg=\"stopping\"");
     pthread_join(thread, NULL);
     milter_server_free(run.server); /* its worker threads are gone: their state was freed */
+    dnsbl_pool_free(g.dnsbl_pool);  /* after the sessions, which freed their lookups */
     gen_release(g.gen);
     rules_release(g.rules);
     db_close(g.hk_db);

@@ -6,6 +6,7 @@
 #include "checks/bayes_check.h"
 #include "checks/dns.h"
 #include "checks/dnsbl.h"
+#include "checks/dnsbl_async.h"
 #include "checks/heuristics.h"
 #include "checks/reputation.h"
 #include "checks/rule_engine.h"
@@ -167,16 +168,24 @@ const struct config *scanner_config(const struct scanner *s)
     return &s->cfg;
 }
 
+/* The resolver settings of [dns]. */
+static void scanner_dns_config(const struct scanner *s, struct dns_config *dc)
+{
+    memset(dc, 0, sizeof *dc);
+    dc->port = (int)s->cfg.dns_port;
+    dc->timeout_ms = s->cfg.dns_timeout_ms;
+    dc->cache_entries = s->cfg.dns_cache_entries;
+    snprintf(dc->server, sizeof dc->server, "%s", s->cfg.dns_server);
+}
+
 struct scan_worker *scan_worker_new(const struct scanner *s)
 {
     struct scan_worker *w = xcalloc(1, sizeof *w);
     w->scanner = s;
     w->rule_scratch = rule_scratch_new(s->engine);
     if (s->cfg.auth_enabled || s->dnsbl) {
-        struct dns_config dc = {.port = (int)s->cfg.dns_port,
-                                .timeout_ms = s->cfg.dns_timeout_ms,
-                                .cache_entries = s->cfg.dns_cache_entries};
-        snprintf(dc.server, sizeof dc.server, "%s", s->cfg.dns_server);
+        struct dns_config dc;
+        scanner_dns_config(s, &dc);
         w->dns = dns_resolver_new(&dc);
         if (w->dns == NULL)
             log_error("msg=\"DNS resolver not started; SPF, DKIM, DMARC and blocklists are off\" "
@@ -292,13 +301,15 @@ static void scan_record_verdict(const struct scanner *s, struct scan_worker *w,
     reputation_record_into(w->pending, ents, v, now, allowlist_reputation, s->allow);
 }
 
-struct dnsbl_lookup *scan_worker_dnsbl_client(struct scan_worker *w, const char *client_ip)
+struct dnsbl_pending *scan_worker_dnsbl_begin(struct scan_worker *w, struct dnsbl_pool *pool,
+                                              const char *client_ip)
 {
     const struct scanner *s = w->scanner;
+    struct dns_config dc;
     if (s->dnsbl == NULL || w->dns == NULL || client_ip == NULL || *client_ip == '\0')
         return NULL;
-    dns_begin_scan(w->dns, s->cfg.dns_budget_ms);
-    return dnsbl_ip_start(s->dnsbl, w->dns, client_ip);
+    scanner_dns_config(s, &dc);
+    return dnsbl_ip_begin(pool, s->dnsbl, &dc, s->cfg.dns_budget_ms, client_ip);
 }
 
 struct scan *scan_message(struct scan_worker *w, const char *data, size_t len,

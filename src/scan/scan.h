@@ -72,15 +72,19 @@ struct scan *scan_message(struct scan_worker *w, const char *data, size_t len,
                           const struct envelope *env);
 
 struct dnsbl_lookup;
+struct dnsbl_pending;
+struct dnsbl_pool;
 /*
- * The client address against the IP block lists, for a caller that knows it
- * before the message (the milter, at connect): NULL when block lists are off,
- * the worker has no resolver or the address is not looked up (local,
- * private, invalid). The queries run in parallel within the DNS budget of
- * one scan. Free with dnsbl_lookup_free() (checks/dnsbl.h) once the
- * connection ends; it must not outlive the worker's scanner.
+ * Starts looking the client address up in the IP block lists, for a caller
+ * that knows it before the message (the milter, at connect), and returns at
+ * once: the lookup runs on pool's threads (checks/dnsbl_async.h) with this
+ * scanner's lists and [dns] settings, within the DNS budget of one scan from
+ * now. NULL when block lists are off, the worker has no resolver or there is
+ * no address. Wait for it with dnsbl_pending_wait() and free it with
+ * dnsbl_pending_free() (any thread); it keeps the lists it uses alive itself.
  */
-struct dnsbl_lookup *scan_worker_dnsbl_client(struct scan_worker *w, const char *client_ip);
+struct dnsbl_pending *scan_worker_dnsbl_begin(struct scan_worker *w, struct dnsbl_pool *pool,
+                                              const char *client_ip);
 /*
  * scan_message() for a client looked up already: client_lookup (may be NULL:
  * then as scan_message()) gives the IP lists' answers, and the scan does not

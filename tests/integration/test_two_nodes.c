@@ -12,6 +12,13 @@
  *     learn`) turns node 2's very next verdict on a similar message into
  *     BAYES_SPAM, which it was not just before.
  *
+ * One case needs a single node only and uses node 1 of the same harness: the
+ * client's DNSBL lookup is started at connect and awaited at end of message,
+ * against a list server (a thread of this test) that answers SLOW_LIST_MS
+ * late: the connect reply does not wait for it, the verdict still carries
+ * the listing, and a client that leaves before the answer leaves nothing
+ * behind (the node still stops cleanly).
+ *
  * Each node is a real child process with its own configuration file, its own
  * milter unix socket and its own SQLite records file. Separate records files
  * on purpose: in a cluster the records live in PostgreSQL (or per node), and
@@ -53,6 +60,7 @@
 #include "mta/milter.h"
 #include "redis_server.h"
 #include "tmpdir.h"
+#include "unbound_server.h"
 
 #define NODE_START_TIMEOUT_S 30.0 /* the first start compiles the rules (ASan builds are slow) */
 #define NODE_STOP_TIMEOUT_S  10.0
@@ -311,6 +319,9 @@ static bool goes_on(const struct milter_client_reply *r)
     return r->cmd == MILTER_RESP_CONTINUE || r->cmd == 0;
 }
 
+/* How long the connect reply of the last session_open() took, in seconds. */
+static double session_connect_s;
+
 /*
  * A milter session with n for a client at client_ip: negotiation, connect
  * (reply in *connect_reply) and, if the connection may go on, HELO.
@@ -329,8 +340,10 @@ static struct milter_client *session_open(const struct node *n, const char *clie
     if (milter_client_negotiate(c, MILTER_CLIENT_ALL_ACTIONS, MILTER_CLIENT_ALL_PROTOCOL) != 0)
         fail_msg("%s: negotiate: %s", n->name, err_msg());
     milter_client_macros(c, MILTER_CMD_CONNECT, macros, 2);
+    session_connect_s = test_now_s();
     if (milter_client_connect(c, "client.example", '4', client_ip, 40000, connect_reply) != 0)
         fail_msg("%s: connect: %s", n->name, err_msg());
+    session_connect_s = test_now_s() - session_connect_s;
     if (goes_on(connect_reply)) {
         if (milter_client_helo(c, "client.example", &r) != 0)
             fail_msg("%s: helo: %s", n->name, err_msg());
@@ -745,6 +758,79 @@ static void test_spam_learned_via_node1_changes_node2_verdict(void **state)
                  status);
 }
 
+/* ---- DNSBL lookup overlapped with the SMTP dialogue ---- */
+
+#define SLOW_LIST_MS 200
+
+static struct test_bad_dns *slow_list;
+
+static int dnsbl_setup(void **state)
+{
+    char extra[1024];
+    (void)state;
+    slow_list = test_bad_dns_start_slow(SLOW_LIST_MS);
+    if (slow_list == NULL) return -1;
+    /* Rate limits on, so that something may refuse at connect and the MTA waits for that
+     * reply, as Postfix does; limits nobody reaches here. */
+    snprintf(extra, sizeof extra,
+             "[ratelimit]\n"
+             "enabled = yes\n"
+             "client_ip = 1000/1d\n"
+             "[dns]\n"
+             "server = 127.0.0.1\n"
+             "port = %d\n"
+             "timeout_ms = 2000\n"
+             "budget_ms = 1500\n"
+             "[dnsbl]\n"
+             "enabled = yes\n"
+             "lists = slow slow.test type=ip 127.0.0.2=RBL_SLOW:7\n"
+             "disabled = zen surbl ivmsip ivmuri\n",
+             test_bad_dns_port(slow_list));
+    return nodes_setup(extra);
+}
+
+static int dnsbl_teardown(void **state)
+{
+    int rc = nodes_teardown(state);
+    test_bad_dns_stop(slow_list);
+    return rc;
+}
+
+static void test_dnsbl_lookup_does_not_delay_connect_but_reaches_the_verdict(void **state)
+{
+    struct milter_client_reply r;
+    struct milter_client_result res;
+    struct milter_client *c;
+    const char *status;
+    double t0, connect_s, message_s;
+    (void)state;
+
+    t0 = test_now_s();
+    c = session_open(NODE1, "198.51.100.2", &r);
+    connect_s = session_connect_s;
+    assert_int_equal(r.cmd, MILTER_RESP_CONTINUE); /* a reply was due, and it came */
+    session_send(c, "<alice@sender.example>", "<bob@test.example>", plain_message, "QDNSBL1", &res);
+    message_s = test_now_s() - t0;
+    session_close(c);
+    status = added_header(&res, "X-Spam-Status");
+    print_message("list answers after %d ms: connect reply %.1f ms, connect to end-of-message "
+                  "verdict %.1f ms; X-Spam-Status: %s\n",
+                  SLOW_LIST_MS, connect_s * 1e3, message_s * 1e3, status ? status : "(none)");
+    assert_accepted(NODE1, &res, "listed client");
+    if (!status_has_symbol(status, "RBL_SLOW"))
+        fail_msg("node1: the verdict lacks the listing: %s", status ? status : "(none)");
+    milter_client_result_free(&res);
+    assert_true(connect_s < SLOW_LIST_MS / 2 / 1000.0);
+    assert_true(message_s >= 0.9 * SLOW_LIST_MS / 1000.0); /* the verdict waited for the list */
+
+    /* Clients that leave before the list answers: their lookups end and go on their own, and
+     * the node stops cleanly (nodes_teardown checks its exit status). */
+    c = session_open(NODE1, "198.51.100.3", &r);
+    session_close(c);
+    c = session_open(NODE1, "198.51.100.4", &r);
+    milter_client_free(c); /* the connection just drops */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -754,6 +840,9 @@ int main(void)
                                         greylist_setup, nodes_teardown),
         cmocka_unit_test_setup_teardown(test_spam_learned_via_node1_changes_node2_verdict,
                                         bayes_setup, nodes_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_dnsbl_lookup_does_not_delay_connect_but_reaches_the_verdict, dnsbl_setup,
+            dnsbl_teardown),
     };
     return cmocka_run_group_tests_name("two_nodes", tests, group_setup, group_teardown);
 }
