@@ -239,11 +239,9 @@ static int db_check_page(size_t limit)
     return 0;
 }
 
-int db_message_insert(struct db *db, const struct db_message *msg, int64_t *id)
+int db_message_check(const struct db_message *msg)
 {
     static const char *const stages[] = {"connect", "mail", "rcpt", "data", NULL};
-    struct db_message row = *msg;
-    int64_t ignored;
 
     if (!db_one_of(msg->stage, stages)) {
         err_set("db: message stage \"%.40s\" (expected connect, mail, rcpt or data)",
@@ -267,8 +265,29 @@ int db_message_insert(struct db *db, const struct db_message *msg, int64_t *id)
         err_set("db: negative message size %lld", (long long)msg->size_bytes);
         return DB_ERR;
     }
-    if (row.time == 0) row.time = (int64_t)time(NULL);
-    return db->ops->message_insert(db->state, &row, id ? id : &ignored);
+    return DB_OK;
+}
+
+int db_message_insert(struct db *db, const struct db_message *msg, int64_t *id)
+{
+    if (db_message_check(msg) != DB_OK) return DB_ERR;
+    return db->ops->messages_insert(db->state, msg, 1, (int64_t)time(NULL), id);
+}
+
+int db_messages_insert_batch(struct db *db, const struct db_message *rows, size_t n, int64_t *ids)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (db_message_check(&rows[i]) != DB_OK) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", err_msg());
+            err_set("%s (row %zu of a batch of %zu; nothing written)", why, i, n);
+            return DB_ERR;
+        }
+    }
+    if (n == 0) return DB_OK;
+    return db->ops->messages_insert(db->state, rows, n, (int64_t)time(NULL), ids);
 }
 
 int db_message_get_by_queue_id(struct db *db, const char *queue_id, struct db_message *out,

@@ -150,7 +150,7 @@ int db_settings_generation(struct db *db, int64_t *generation);
  */
 
 struct db_message {
-    int64_t id;     /* assigned by db_message_insert(); ignored on insert */
+    int64_t id;     /* assigned on insert; ignored on insert */
     int64_t time;   /* seconds since the epoch; 0 on insert: now */
     char *node;     /* the gateway node that decided */
     char *queue_id; /* Postfix queue id (macro i); NULL before DATA */
@@ -179,9 +179,27 @@ struct db_message_list {
  * Appends msg to the log. The strings are only read (never kept or freed).
  * *id (may be NULL) gets the row's id. DB_ERR before the database is touched
  * if stage or action is missing or unknown, or a field is too long or not
- * valid text.
+ * valid text (see db_message_check()).
  */
 int db_message_insert(struct db *db, const struct db_message *msg, int64_t *id);
+
+/*
+ * Appends rows[0..n) to the log in one transaction, all or nothing, in
+ * order: ids ascend with the index. The strings are only read. ids (may be
+ * NULL) gets n ids. A row db_message_check() refuses fails the whole call
+ * with DB_ERR (the reason names its index) before the database is touched.
+ * n == 0 writes nothing and is DB_OK. This is the message-log writer's group
+ * commit (store/msglog.h): one transaction, and one WAL commit, for every
+ * row that queued while the previous batch was being written.
+ */
+int db_messages_insert_batch(struct db *db, const struct db_message *rows, size_t n, int64_t *ids);
+
+/*
+ * The checks db_message_insert() makes before it touches the database, for
+ * a caller that queues a row and wants a bad one refused alone rather than
+ * failing the batch it would join: DB_OK, or DB_ERR with err_set().
+ */
+int db_message_check(const struct db_message *msg);
 
 /*
  * The newest row with this queue id (Postfix reuses short ids over time).

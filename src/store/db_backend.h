@@ -41,8 +41,10 @@ struct db_ops {
                           int64_t expect_generation, int64_t now);
     int (*settings_generation)(void *state, int64_t *generation);
 
-    /* The message log. msg->time is set (the front fills in now). */
-    int (*message_insert)(void *state, const struct db_message *msg, int64_t *id);
+    /* The message log. n >= 1 rows in one transaction, all or nothing; a row whose time is 0
+     * gets now. ids (may be NULL) gets the n ids in order. */
+    int (*messages_insert)(void *state, const struct db_message *rows, size_t n, int64_t now,
+                           int64_t *ids);
     /* out is zeroed and *found false on entry. */
     int (*message_get_by_queue_id)(void *state, const char *queue_id, struct db_message *out,
                                    bool *found);

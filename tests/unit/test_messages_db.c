@@ -5,7 +5,9 @@
  * by age (in batches), the newest row wins for a reused queue id, invalid rows are refused
  * before the database is touched, and sender rules are unique per kind and
  * value with their domain folded to lower case, and every change to them
- * moves the sender-rules generation.
+ * moves the sender-rules generation. Batches (the message-log writer's group
+ * commit) write every row in order or none: a row the front refuses, or a
+ * fault injected by a trigger halfway through, leaves the log as it was.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/buf.h"
 #include "core/log.h"
@@ -310,6 +313,111 @@ static void test_invalid_message_rows_are_refused(void **state)
     db_message_list_free(&list);
 }
 
+#define BATCH_ROWS 300
+
+static void test_batch_inserts_every_row_in_order(void **state)
+{
+    struct fixture *f = *state;
+    struct db_message rows[BATCH_ROWS];
+    char qids[BATCH_ROWS][16];
+    int64_t ids[BATCH_ROWS];
+    struct db_message_list list;
+    time_t before = time(NULL);
+    size_t i;
+
+    for (i = 0; i < BATCH_ROWS; i++) {
+        snprintf(qids[i], sizeof qids[i], "B%03zu", i);
+        rows[i] = sample(1000, qids[i], "s");
+    }
+    rows[BATCH_ROWS - 1].time = 0; /* stamped now, like a single insert */
+    assert_int_equal(db_messages_insert_batch(f->db, rows, BATCH_ROWS, ids), DB_OK);
+    for (i = 1; i < BATCH_ROWS; i++)
+        assert_int_equal(ids[i], ids[i - 1] + 1);
+    assert_int_equal(db_messages_list(f->db, 0, BATCH_ROWS + 1, &list), DB_OK);
+    assert_int_equal(list.n, BATCH_ROWS);
+    /* Newest first: the row stamped now, then the others by descending id. */
+    assert_string_equal(list.items[0].queue_id, qids[BATCH_ROWS - 1]);
+    assert_true(list.items[0].time >= (int64_t)before);
+    assert_int_equal(list.items[0].id, ids[BATCH_ROWS - 1]);
+    for (i = 1; i < BATCH_ROWS; i++) {
+        assert_string_equal(list.items[i].queue_id, qids[BATCH_ROWS - 1 - i]);
+        assert_int_equal(list.items[i].id, ids[BATCH_ROWS - 1 - i]);
+        assert_int_equal(list.items[i].time, 1000);
+        assert_string_equal(list.items[i].action, "quarantine");
+    }
+    db_message_list_free(&list);
+    /* An empty batch writes nothing and is no error; ids may be NULL. */
+    assert_int_equal(db_messages_insert_batch(f->db, rows, 0, NULL), DB_OK);
+    assert_int_equal(db_messages_insert_batch(f->db, rows, 2, NULL), DB_OK);
+    assert_int_equal(db_messages_list(f->db, 0, DB_PAGE_MAX, &list), DB_OK);
+    assert_int_equal(list.n, BATCH_ROWS + 2);
+    db_message_list_free(&list);
+}
+
+static void assert_log_is_empty(struct db *db)
+{
+    struct db_message_list list;
+    assert_int_equal(db_messages_list(db, 0, 10, &list), DB_OK);
+    assert_int_equal(list.n, 0);
+    db_message_list_free(&list);
+}
+
+static void test_batch_with_an_invalid_row_writes_nothing(void **state)
+{
+    struct fixture *f = *state;
+    struct db_message rows[4] = {sample(1, "A", "s"), sample(2, "B", "s"), sample(3, "C", "s"),
+                                 sample(4, "D", "s")};
+    rows[2].stage = "helo";
+    assert_int_equal(db_messages_insert_batch(f->db, rows, 4, NULL), DB_ERR);
+    assert_non_null(strstr(err_msg(), "stage"));
+    assert_non_null(strstr(err_msg(), "row 2 of a batch of 4"));
+    assert_log_is_empty(f->db);
+    rows[2].stage = "data";
+    assert_int_equal(db_message_check(&rows[2]), DB_OK);
+    rows[2].subject = "bad \xff";
+    assert_int_equal(db_message_check(&rows[2]), DB_ERR);
+}
+
+/* A trigger (another connection, as any fault would come) aborts the insert of queue id FAIL. */
+static void inject_insert_fault(struct fixture *f, bool on)
+{
+    char path[400];
+    sqlite3 *raw = NULL;
+    snprintf(path, sizeof path, "%s/var/mxwarden.db", f->dir);
+    assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw,
+                                  on ? "CREATE TRIGGER fault BEFORE INSERT ON messages "
+                                       "WHEN NEW.queue_id = 'FAIL' "
+                                       "BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
+                                     : "DROP TRIGGER fault",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(raw);
+}
+
+static void test_batch_failing_halfway_leaves_no_row(void **state)
+{
+    struct fixture *f = *state;
+    struct db_message rows[5] = {sample(1, "A", "s"), sample(2, "B", "s"), sample(3, "FAIL", "s"),
+                                 sample(4, "D", "s"), sample(5, "E", "s")};
+    struct db_message_list list;
+
+    inject_insert_fault(f, true);
+    assert_int_equal(db_messages_insert_batch(f->db, rows, 5, NULL), DB_ERR);
+    assert_non_null(strstr(err_msg(), "injected fault"));
+    assert_log_is_empty(f->db);
+    /* A batch of one is its own transaction: the same. */
+    assert_int_equal(db_messages_insert_batch(f->db, &rows[2], 1, NULL), DB_ERR);
+    assert_log_is_empty(f->db);
+    /* The connection is usable after the rollback. */
+    assert_int_equal(db_messages_insert_batch(f->db, rows, 2, NULL), DB_OK);
+    inject_insert_fault(f, false);
+    assert_int_equal(db_messages_insert_batch(f->db, rows, 5, NULL), DB_OK);
+    assert_int_equal(db_messages_list(f->db, 0, 10, &list), DB_OK);
+    assert_int_equal(list.n, 7);
+    db_message_list_free(&list);
+}
+
 static void test_ten_thousand_recipients_fit(void **state)
 {
     struct fixture *f = *state;
@@ -451,6 +559,9 @@ int main(void)
         T(test_retention_deletes_rows_older_than_cutoff),
         T(test_retention_purges_many_rows_in_batches_keeping_new_ones),
         T(test_invalid_message_rows_are_refused),
+        T(test_batch_inserts_every_row_in_order),
+        T(test_batch_with_an_invalid_row_writes_nothing),
+        T(test_batch_failing_halfway_leaves_no_row),
         T(test_ten_thousand_recipients_fit),
         T(test_audit_rows_list_newest_first),
         T(test_sender_rules_are_unique_and_normalised),
