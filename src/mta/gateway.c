@@ -8,9 +8,17 @@
  * effect within SENDERS_APPLY_DELAY_S seconds without rebuilding the scanner.
  * Both are reference-counted snapshots whose pointers `lock` guards. Per
  * worker thread (struct gw_thread, thread-local): references to the current
- * snapshots, a scan worker of the current gw_gen and the records database
- * connection; they are moved to the new snapshots at the next milter stage
- * after a swap.
+ * snapshots and a scan worker of the current gw_gen; they are moved to the
+ * new snapshots at the next milter stage after a swap.
+ *
+ * The message log goes through one writer thread (store/msglog.h, started
+ * before the milter server and stopped after it, so every worker's row is
+ * answered): a worker hands its row over and waits until the batch holding
+ * it is committed, so nothing is accepted that was not logged, while rows of
+ * concurrent messages share one transaction instead of queueing on SQLite's
+ * write lock. The row points into the session and the scan, which stay
+ * valid while the worker waits. A reload moves the writer to the new
+ * [store] db for its next batches, like the housekeeping connection.
  *
  * Housekeeping runs in the main thread's loop, beside the signal handling:
  * the sender-rules poll every SENDERS_APPLY_DELAY_S seconds (one indexed read
@@ -47,6 +55,7 @@
 #include "scan/scan.h"
 #include "store/capture.h"
 #include "store/db.h"
+#include "store/msglog.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -83,6 +92,7 @@ struct gateway {
     const char *config_path;
     char listen[CONFIG_MAX_VALUE]; /* fixed at start */
     char node[128];
+    struct msglog *msglog; /* set before the server starts, freed after it stopped */
     /* Housekeeping, main thread only. */
     struct db *hk_db;                 /* its own connection to the records database */
     char hk_db_uri[CONFIG_MAX_VALUE]; /* what hk_db was opened with */
@@ -95,7 +105,6 @@ struct gw_thread {
     struct gw_gen *gen;
     struct gw_rules *rules;
     struct scan_worker *worker;
-    struct db *db;
 };
 
 static pthread_key_t thread_key;
@@ -165,7 +174,6 @@ static void thread_state_free(void *p)
 {
     struct gw_thread *t = p;
     scan_worker_free(t->worker); /* before its scanner can go */
-    db_close(t->db);
     gen_release(t->gen);
     rules_release(t->rules);
     free(t);
@@ -195,8 +203,6 @@ static struct gw_thread *thread_state(struct gateway *g)
     if (t->gen != g->gen) {
         scan_worker_free(t->worker);
         t->worker = NULL;
-        db_close(t->db);
-        t->db = NULL;
         gen_release(t->gen);
         t->gen = g->gen;
         __atomic_add_fetch(&t->gen->refs, 1, __ATOMIC_ACQ_REL);
@@ -210,11 +216,6 @@ static struct gw_thread *thread_state(struct gateway *g)
     if (t->worker == NULL) {
         t->worker = scan_worker_new(t->gen->scanner);
         scan_worker_record_verdicts(t->worker, true);
-    }
-    if (t->db == NULL && db_open(t->gen->cfg.db_uri, &t->db) != DB_OK) {
-        log_warn("msg=\"records database not available\" db=%s reason=\"%s\"", t->gen->cfg.db_uri,
-                 err_msg());
-        t->db = NULL;
     }
     return t;
 }
@@ -232,9 +233,9 @@ static char *json_array_of(char **items, size_t n)
     return buf_release(&b);
 }
 
-/* A row for a session refused before end of data. */
-static void log_refusal(struct gw_thread *t, struct gateway *g, struct gw_session *gs,
-                        const char *stage, const char *decided_by, const char *reason)
+/* A row for a session refused before end of data (waits until it is committed). */
+static void log_refusal(struct gateway *g, struct gw_session *gs, const char *stage,
+                        const char *decided_by, const char *reason)
 {
     struct db_message row = {0};
     char *rcpt = json_array_of(gs->rcpt, gs->n_rcpt);
@@ -249,7 +250,7 @@ static void log_refusal(struct gw_thread *t, struct gateway *g, struct gw_sessio
     row.reason = (char *)reason;
     log_info("msg=\"refused\" stage=%s client=%s sender=\"%s\" by=%s reply=\"%s\"", stage,
              gs->client_ip, gs->sender ? gs->sender : "", decided_by, reason);
-    if (t->db && db_message_insert(t->db, &row, NULL) != DB_OK)
+    if (msglog_write(g->msglog, &row) != DB_OK)
         log_warn("msg=\"message log not written\" reason=\"%s\"", err_msg());
     free(rcpt);
 }
@@ -276,7 +277,7 @@ static struct milter_reply on_connect(struct milter_session *s, const char *host
         enum sender_rule_action a = sender_rules_check_ip(t->rules->sr, gs->client_ip, &rule);
         if (a == SENDER_RULE_BLOCK) {
             reply = milter_reply_code("554", "5.7.1", "Access denied for %s", gs->client_ip);
-            log_refusal(t, g, gs, "connect", "sender_rule", reply.text);
+            log_refusal(g, gs, "connect", "sender_rule", reply.text);
         } else if (a == SENDER_RULE_ALLOW) {
             gs->client_allowed = true;
         } else if (t->gen->cfg.ratelimit_enabled) {
@@ -285,7 +286,7 @@ static struct milter_reply on_connect(struct milter_session *s, const char *host
                                 gs->client_ip, time(NULL), &rr) == RATELIMIT_EXCEEDED) {
                 reply = milter_reply_of(MILTER_REPLY);
                 snprintf(reply.text, sizeof reply.text, "%s", rr.reply);
-                log_refusal(t, g, gs, "connect", "rate_limit", reply.text);
+                log_refusal(g, gs, "connect", "rate_limit", reply.text);
             }
         }
         /* The IP lists are asked from now on, once per connection, without holding up the
@@ -322,7 +323,7 @@ static struct milter_reply on_mail(struct milter_session *s, const char *const *
                       : SENDER_RULE_NONE;
     if (a == SENDER_RULE_BLOCK) {
         reply = milter_reply_code("550", "5.7.1", "Sender %s is blocked by policy", gs->sender);
-        log_refusal(t, g, gs, "mail", "sender_rule", reply.text);
+        log_refusal(g, gs, "mail", "sender_rule", reply.text);
     } else if (a == SENDER_RULE_ALLOW) {
         gs->sender_allowed = true;
     } else if (t->gen->cfg.ratelimit_enabled && !gs->client_allowed && gs->sender[0]) {
@@ -331,7 +332,7 @@ static struct milter_reply on_mail(struct milter_session *s, const char *const *
                             gs->sender, time(NULL), &rr) == RATELIMIT_EXCEEDED) {
             reply = milter_reply_of(MILTER_REPLY);
             snprintf(reply.text, sizeof reply.text, "%s", rr.reply);
-            log_refusal(t, g, gs, "mail", "rate_limit", reply.text);
+            log_refusal(g, gs, "mail", "rate_limit", reply.text);
         }
     }
     return reply;
@@ -357,14 +358,14 @@ static struct milter_reply on_rcpt(struct milter_session *s, const char *const *
                                                       rcpt, now, &rr) == RATELIMIT_EXCEEDED) {
             reply = milter_reply_of(MILTER_REPLY);
             snprintf(reply.text, sizeof reply.text, "%s", rr.reply);
-            log_refusal(t, g, gs, "rcpt", "rate_limit", reply.text);
+            log_refusal(g, gs, "rcpt", "rate_limit", reply.text);
         } else if (cfg->greylist_enabled && gs->client_ip[0] &&
                    greylist_check(&t->gen->greylist, kv, gs->client_ip,
                                   gs->sender ? gs->sender : "", rcpt, now,
                                   &gr) == GREYLIST_GREYLISTED) {
             reply = milter_reply_of(MILTER_REPLY);
             snprintf(reply.text, sizeof reply.text, "%s", gr.reply);
-            log_refusal(t, g, gs, "rcpt", "greylist", reply.text);
+            log_refusal(g, gs, "rcpt", "greylist", reply.text);
         }
     }
     if (reply.verdict == MILTER_CONTINUE) {
@@ -476,7 +477,7 @@ static struct milter_reply on_eom(struct milter_session *s, struct milter_action
     if (gs->too_big) {
         reply =
             milter_reply_code("552", "5.3.4", "Message too big (limit %zu bytes)", gs->max_bytes);
-        log_refusal(t, g, gs, "data", "size_limit", reply.text);
+        log_refusal(g, gs, "data", "size_limit", reply.text);
         session_reset_message(gs);
         return reply;
     }
@@ -535,10 +536,10 @@ static struct milter_reply on_eom(struct milter_session *s, struct milter_action
     row.symbols = symbols.data ? symbols.data : "[]";
     row.capture_path = capture_rel[0] ? capture_rel : NULL;
     row.stage = "data";
-    if (t->db == NULL || db_message_insert(t->db, &row, NULL) != DB_OK) {
+    if (msglog_write(g->msglog, &row) != DB_OK) {
         /* Nothing is accepted that was not logged (DESIGN.md): the sender retries. */
         log_error("msg=\"message log not written; tempfail\" queue_id=%s reason=\"%s\"",
-                  queue_id ? queue_id : "", t->db ? err_msg() : "no database");
+                  queue_id ? queue_id : "", err_msg());
         reply = milter_reply_code("451", "4.3.0", "Temporary local problem, try again later");
         goto out;
     }
@@ -822,6 +823,7 @@ static int gateway_load(struct gateway *g)
     g->gen = gen;
     pthread_mutex_unlock(&g->lock);
     gen_release(old);               /* freed once no worker thread uses it any more */
+    if (g->msglog) msglog_set_uri(g->msglog, gen->cfg.db_uri);
     gateway_rules_refresh(g, true); /* [store] db may have changed */
     return 0;
 }
@@ -869,6 +871,7 @@ int gateway_serve(const char *config_path, const char *pid_file)
     else if (gethostname(g.node, sizeof g.node) != 0)
         snprintf(g.node, sizeof g.node, "mxwarden");
 
+    g.msglog = msglog_new(g.gen->cfg.db_uri);
     mc.listen = g.listen;
     mc.workers = (int)g.gen->cfg.milter_workers;
     /* smtpd runs as its own user: it reaches the unix socket through the group. */
@@ -880,6 +883,7 @@ int gateway_serve(const char *config_path, const char *pid_file)
     if (run.server == NULL) {
         log_error("msg=\"cannot listen\" listen=%s reason=\"%s\"", mc.listen, err_msg());
         dnsbl_pool_free(g.dnsbl_pool);
+        msglog_free(g.msglog);
         gen_release(g.gen);
         rules_release(g.rules);
         db_close(g.hk_db);
@@ -930,6 +934,7 @@ int gateway_serve(const char *config_path, const char *pid_file)
     pthread_join(thread, NULL);
     milter_server_free(run.server); /* its worker threads are gone: their state was freed */
     dnsbl_pool_free(g.dnsbl_pool);  /* after the sessions, which freed their lookups */
+    msglog_free(g.msglog);          /* nothing is queued any more; its rows are committed */
     gen_release(g.gen);
     rules_release(g.rules);
     db_close(g.hk_db);

@@ -31,8 +31,12 @@
  *
  * Threads: the milter server's workers call in concurrently. The scanner and
  * the sender rules are shared read-only, reference-counted snapshots, swapped
- * on reload under a lock; each worker thread keeps its own scan worker,
- * records database connection and state-store handle.
+ * on reload under a lock; each worker thread keeps its own scan worker and
+ * state-store handle. Message-log rows go through one writer thread with its
+ * own records database connection, which commits the rows of concurrent
+ * messages in one transaction; a worker waits for its row's commit before it
+ * replies (store/msglog.h). Stopping (SIGTERM) lets the workers finish their
+ * messages, then commits what is still queued.
  */
 #ifndef MXW_GATEWAY_H
 #define MXW_GATEWAY_H
