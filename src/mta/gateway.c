@@ -823,8 +823,8 @@ static int gateway_load(struct gateway *g)
     g->gen = gen;
     pthread_mutex_unlock(&g->lock);
     gen_release(old);               /* freed once no worker thread uses it any more */
-    if (g->msglog) msglog_set_uri(g->msglog, gen->cfg.db_uri);
     gateway_rules_refresh(g, true); /* [store] db may have changed */
+    if (g->msglog) msglog_set_uri(g->msglog, gen->cfg.db_uri); /* its next batches */
     return 0;
 }
 

@@ -92,8 +92,8 @@ static struct db *msglog_db(struct msglog *log)
     if (log->db != NULL) return log->db;
     if (db_open(log->db_uri, &log->db) != DB_OK) {
         if (!log->open_failing)
-            log_warn("msg=\"message log database not available\" db=%s reason=\"%s\"",
-                     log->db_uri, err_msg());
+            log_warn("msg=\"message log database not available\" db=%s reason=\"%s\"", log->db_uri,
+                     err_msg());
         log->open_failing = true;
         log->db = NULL;
         return NULL;

@@ -24,6 +24,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "store/db.h"
+#include "sqlite_exec.h"
 #include "tmpdir.h"
 
 struct fixture {
@@ -382,17 +383,12 @@ static void test_batch_with_an_invalid_row_writes_nothing(void **state)
 static void inject_insert_fault(struct fixture *f, bool on)
 {
     char path[400];
-    sqlite3 *raw = NULL;
     snprintf(path, sizeof path, "%s/var/mxwarden.db", f->dir);
-    assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(raw,
-                                  on ? "CREATE TRIGGER fault BEFORE INSERT ON messages "
-                                       "WHEN NEW.queue_id = 'FAIL' "
-                                       "BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
-                                     : "DROP TRIGGER fault",
-                                  NULL, NULL, NULL),
+    assert_int_equal(test_sqlite_exec(path, on ? "CREATE TRIGGER fault BEFORE INSERT ON messages "
+                                                 "WHEN NEW.queue_id = 'FAIL' "
+                                                 "BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
+                                               : "DROP TRIGGER fault"),
                      SQLITE_OK);
-    sqlite3_close(raw);
 }
 
 static void test_batch_failing_halfway_leaves_no_row(void **state)

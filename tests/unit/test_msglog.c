@@ -26,6 +26,7 @@
 #include "core/log.h"
 #include "store/db.h"
 #include "store/msglog.h"
+#include "sqlite_exec.h"
 #include "tmpdir.h"
 
 struct fixture {
@@ -222,17 +223,14 @@ static void test_rows_queued_during_a_commit_go_in_one_batch(void **state)
     assert_int_equal(count_rows(f->uri, NULL, 0), 8);
 }
 
+/* A trigger (another connection, as any fault would come) aborts every insert. */
 static void set_fault(struct fixture *f, bool on)
 {
-    sqlite3 *raw = NULL;
-    assert_int_equal(sqlite3_open(f->path, &raw), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(raw,
-                                  on ? "CREATE TRIGGER fault BEFORE INSERT ON messages "
+    assert_int_equal(
+        test_sqlite_exec(f->path, on ? "CREATE TRIGGER fault BEFORE INSERT ON messages "
                                        "BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
-                                     : "DROP TRIGGER fault",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(raw);
+                                     : "DROP TRIGGER fault"),
+        SQLITE_OK);
 }
 
 static void test_failing_database_fails_every_waiter(void **state)
