@@ -30,7 +30,8 @@
  *
  * Cache file (cache_dir/regex-<xxh3>.hsdb): magic, the input hash, the entry
  * count, one byte per entry (0: PCRE2 alone, 1: exact in the database, 2:
- * prefilter in the database), the serialized database. The hash covers hs_version() and every (id, flags, pattern), so a
+ * prefilter in the database), the serialized database. The hash covers hs_version(), the host's
+ * CPU platform (hs_populate_platform) and every (id, flags, pattern), so a
  * changed rule set or library never loads a stale database.
  */
 #include "checks/regex.h"
@@ -208,6 +209,14 @@ static uint64_t entries_hash(const struct regex_entry *entries, size_t count)
     XXH3_64bits_reset(st);
     const char *ver = hs_version();
     XXH3_64bits_update(st, ver, strlen(ver) + 1);
+    /* The host's CPU features too: a database compiled for another CPU (another machine, or
+     * this one under valgrind, which hides AVX2/AVX-512) loads but scans more slowly, or not at
+     * all when it needs features this CPU lacks. */
+    hs_platform_info_t plat;
+    if (hs_populate_platform(&plat) == HS_SUCCESS) {
+        uint64_t p[2] = {plat.tune, plat.cpu_features};
+        XXH3_64bits_update(st, p, sizeof p);
+    }
     for (size_t i = 0; i < count; i++) {
         const struct regex_entry *e = &entries[i];
         uint32_t head[3] = {e->id, e->flags, (uint32_t)strlen(e->pattern)};
