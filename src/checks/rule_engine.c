@@ -82,6 +82,7 @@ struct slot {
     bool partial;     /* a meta that reads (perhaps through other metas) a rule we cannot run */
     struct meta_insn *prog; /* metas */
     size_t n_prog;
+    bool reads_symbols; /* a meta with a MOP_SYMBOL operand: quiet only if none of them hit */
     /* A meta's value when every rule it reads has no hit and is known, and no built-in symbol
      * it reads hit: most metas on most messages, answered without running prog. */
     struct meta_value quiet;
@@ -95,11 +96,21 @@ struct target {
     struct regex_set *set;
     int *slots; /* header rules reading this text (regex and exists:) */
     size_t n_slots;
+    /* The slots whose hit is not simply their regex's: exists: and !~ rules. */
+    int *special_slots;
+    size_t n_special;
     /* What the regexes find in the text of an absent header ("" or the if-unset text),
      * computed once at build: most targets are absent from most messages. */
     int *absent_slots;
     unsigned *absent_hits;
     size_t n_absent;
+};
+
+/* A meta as the scan loop sees it: its slot and what it is when quiet (struct slot). */
+struct meta_brief {
+    int slot;
+    bool quiet_hit, quiet_unknown;
+    bool reads_symbols;
 };
 
 struct rule_engine {
@@ -112,6 +123,12 @@ struct rule_engine {
     struct regex_set *body, *rawbody, *uri, *full;
     int *metas; /* meta slots in evaluation order */
     size_t n_metas;
+    /* What a scan reads of each meta, in order, packed (the slots are large and scattered). */
+    struct meta_brief *meta_briefs;
+    /* The metas that read each slot (MOP_RULE), as one array: those of slot i are
+     * meta_readers[reader_start[i] .. reader_start[i + 1]). */
+    size_t *reader_start;
+    int *meta_readers;
     int timeout_symbol;
     struct rule_engine_stats stats;
 };
@@ -121,6 +138,7 @@ struct rule_scratch {
     unsigned *hits;           /* per slot */
     unsigned char *timed_out; /* per slot */
     unsigned char *unknown;   /* per slot: a meta whose value depends on what we cannot evaluate */
+    unsigned char *stirred;   /* per slot: a meta that reads a slot which hit or is unknown */
     struct regex_scratch **target_scratch;
     struct regex_scratch *body, *rawbody, *uri, *full;
     struct buf text;
@@ -527,6 +545,8 @@ static void meta_order(struct rule_engine *e, int *metas, size_t n)
     free(state);
 }
 
+static void metas_index_readers(struct rule_engine *e);
+static void targets_index_special(struct rule_engine *e);
 static void targets_precompute_absent(struct rule_engine *e);
 static struct meta_value meta_eval(const struct slot *s, const unsigned *hits,
                                    const unsigned char *unknown, const struct scan_result *r);
@@ -668,6 +688,8 @@ struct rule_engine *rule_engine_new(const struct rule_set *rs, struct symbol_reg
     e->stats.rules = e->n_slots;
     e->stats.metas = e->n_metas;
     e->stats.header_targets = e->n_targets;
+    metas_index_readers(e);
+    targets_index_special(e);
     targets_precompute_absent(e);
     return e;
 }
@@ -681,6 +703,7 @@ void rule_engine_free(struct rule_engine *e)
     for (i = 0; i < e->n_targets; i++) {
         regex_set_free(e->targets[i].set);
         free(e->targets[i].slots);
+        free(e->targets[i].special_slots);
         free(e->targets[i].absent_slots);
         free(e->targets[i].absent_hits);
         free(e->targets[i].name);
@@ -693,6 +716,9 @@ void rule_engine_free(struct rule_engine *e)
     free(e->slots);
     free(e->slot_of_rule);
     free(e->metas);
+    free(e->reader_start);
+    free(e->meta_readers);
+    free(e->meta_briefs);
     free(e);
 }
 
@@ -728,6 +754,7 @@ struct rule_scratch *rule_scratch_new(const struct rule_engine *e)
     s->hits = xcalloc(e->n_slots ? e->n_slots : 1, sizeof *s->hits);
     s->timed_out = xcalloc(e->n_slots ? e->n_slots : 1, 1);
     s->unknown = xcalloc(e->n_slots ? e->n_slots : 1, 1);
+    s->stirred = xcalloc(e->n_slots ? e->n_slots : 1, 1);
     s->n_targets = e->n_targets;
     s->target_scratch = xcalloc(e->n_targets ? e->n_targets : 1, sizeof *s->target_scratch);
     for (i = 0; i < e->n_targets; i++)
@@ -748,6 +775,7 @@ void rule_scratch_free(struct rule_scratch *s)
     free(s->hits);
     free(s->timed_out);
     free(s->unknown);
+    free(s->stirred);
     regex_scratch_free(s->body);
     regex_scratch_free(s->rawbody);
     regex_scratch_free(s->uri);
@@ -793,6 +821,62 @@ static void scan_text(struct match_ctx *mc, const struct regex_set *set, struct 
     if (set == NULL) return;
     if (regex_scan(set, rs, text, len, on_match, on_timeout, mc) != 0)
         log_warn("msg=\"regex scan failed\" reason=\"%s\"", err_msg());
+}
+
+/*
+ * Which metas read which slots (the reverse of their MOP_RULE operands), and which metas
+ * read built-in symbols: a scan then runs only the metas whose operands moved from their
+ * quiet state, instead of reading every meta's program (see rule_engine_scan()).
+ */
+static void metas_index_readers(struct rule_engine *e)
+{
+    size_t i, k, n_edges = 0;
+    size_t *fill;
+
+    e->reader_start = xcalloc(e->n_slots + 1, sizeof *e->reader_start);
+    for (i = 0; i < e->n_metas; i++) {
+        struct slot *sl = &e->slots[e->metas[i]];
+        for (k = 0; k < sl->n_prog; k++) {
+            if (sl->prog[k].op == MOP_SYMBOL) sl->reads_symbols = true;
+            if (sl->prog[k].op != MOP_RULE) continue;
+            e->reader_start[sl->prog[k].arg + 1]++;
+            n_edges++;
+        }
+    }
+    for (i = 0; i < e->n_slots; i++)
+        e->reader_start[i + 1] += e->reader_start[i];
+    e->meta_readers = xmalloc((n_edges ? n_edges : 1) * sizeof *e->meta_readers);
+    fill = xmalloc((e->n_slots ? e->n_slots : 1) * sizeof *fill);
+    memcpy(fill, e->reader_start, e->n_slots * sizeof *fill);
+    for (i = 0; i < e->n_metas; i++) {
+        const struct slot *sl = &e->slots[e->metas[i]];
+        for (k = 0; k < sl->n_prog; k++)
+            if (sl->prog[k].op == MOP_RULE) e->meta_readers[fill[sl->prog[k].arg]++] = e->metas[i];
+    }
+    free(fill);
+    e->meta_briefs = xcalloc(e->n_metas ? e->n_metas : 1, sizeof *e->meta_briefs);
+    for (i = 0; i < e->n_metas; i++) {
+        const struct slot *sl = &e->slots[e->metas[i]];
+        struct meta_brief *b = &e->meta_briefs[i];
+        b->slot = e->metas[i];
+        b->quiet_hit = !sl->quiet.unknown && sl->quiet.v != 0;
+        b->quiet_unknown = sl->quiet.unknown;
+        b->reads_symbols = sl->reads_symbols;
+    }
+}
+
+/* The exists: and !~ rules of each target (see struct target). */
+static void targets_index_special(struct rule_engine *e)
+{
+    size_t i, k;
+    for (i = 0; i < e->n_targets; i++) {
+        struct target *t = &e->targets[i];
+        t->special_slots = xmalloc((t->n_slots ? t->n_slots : 1) * sizeof *t->special_slots);
+        for (k = 0; k < t->n_slots; k++) {
+            const struct rule *r = e->slots[t->slots[k]].r;
+            if (r->exists || r->negate) t->special_slots[t->n_special++] = t->slots[k];
+        }
+    }
 }
 
 /* Scans each target's absent-header text once and keeps the hits (see struct target). */
@@ -1218,17 +1302,23 @@ static struct meta_value meta_eval(const struct slot *s, const unsigned *hits,
     return sp == 1 ? st[0] : (struct meta_value){0, false};
 }
 
-/* True if nothing sl's meta reads hit and all of it is known: then its value is sl->quiet. */
-static bool meta_is_quiet(const struct slot *sl, const unsigned *hits,
-                          const unsigned char *unknown, const struct scan_result *r)
+/* True if no built-in symbol sl's meta reads hit. */
+static bool meta_symbols_quiet(const struct slot *sl, const struct scan_result *r)
 {
     size_t i;
     for (i = 0; i < sl->n_prog; i++) {
         const struct meta_insn *in = &sl->prog[i];
-        if (in->op == MOP_RULE && (hits[in->arg] || unknown[in->arg])) return false;
         if (in->op == MOP_SYMBOL && result_find(r, in->arg)) return false;
     }
     return true;
+}
+
+/* Marks the metas that read slot as having an operand out of its quiet state. */
+static void meta_stir_readers(const struct rule_engine *e, struct rule_scratch *s, size_t slot)
+{
+    size_t k;
+    for (k = e->reader_start[slot]; k < e->reader_start[slot + 1]; k++)
+        s->stirred[e->meta_readers[k]] = 1;
 }
 
 void rule_engine_scan(const struct rule_engine *e, struct rule_scratch *s, const struct message *m,
@@ -1256,12 +1346,12 @@ void rule_engine_scan(const struct rule_engine *e, struct rule_scratch *s, const
         else
             for (k = 0; k < t->n_absent; k++)
                 s->hits[t->absent_slots[k]] = t->absent_hits[k];
-        for (k = 0; k < t->n_slots; k++) {
-            int slot = t->slots[k];
+        for (k = 0; k < t->n_special; k++) {
+            int slot = t->special_slots[k];
             const struct rule *rule = e->slots[slot].r;
             if (rule->exists)
                 s->hits[slot] = present != rule->negate;
-            else if (rule->negate)
+            else
                 s->hits[slot] = s->hits[slot] == 0 && e->slots[slot].runs_regex;
         }
     }
@@ -1278,14 +1368,28 @@ void rule_engine_scan(const struct rule_engine *e, struct rule_scratch *s, const
     }
     if (e->full) scan_text(&mc, e->full, s->full, raw ? raw : "", raw ? raw_len : 0);
 
+    /*
+     * A meta none of whose operands hit or is unknown, and none of whose built-in symbols
+     * hit, is quiet: its value is sl->quiet, computed at build. Only the readers of slots
+     * that hit (few per message) are stirred and run; a meta that then hits or is unknown
+     * stirs its own readers, which come later in the order.
+     */
+    memset(s->stirred, 0, e->n_slots);
+    for (i = 0; i < e->n_slots; i++)
+        if (s->hits[i] || s->unknown[i]) meta_stir_readers(e, s, i);
     for (i = 0; i < e->n_metas; i++) {
-        const struct slot *sl = &e->slots[e->metas[i]];
-        struct meta_value v = meta_is_quiet(sl, s->hits, s->unknown, r)
-                                  ? sl->quiet
-                                  : meta_eval(sl, s->hits, s->unknown, r);
-        /* An unknown meta does not hit, but metas above it still know it is unknown. */
-        s->hits[e->metas[i]] = !v.unknown && v.v != 0;
-        s->unknown[e->metas[i]] = v.unknown;
+        const struct meta_brief *b = &e->meta_briefs[i];
+        int m = b->slot;
+        if (!s->stirred[m] && (!b->reads_symbols || meta_symbols_quiet(&e->slots[m], r))) {
+            s->hits[m] = b->quiet_hit;
+            s->unknown[m] = b->quiet_unknown;
+        } else {
+            struct meta_value v = meta_eval(&e->slots[m], s->hits, s->unknown, r);
+            /* An unknown meta does not hit, but metas above it still know it is unknown. */
+            s->hits[m] = !v.unknown && v.v != 0;
+            s->unknown[m] = v.unknown;
+        }
+        if (s->hits[m] || s->unknown[m]) meta_stir_readers(e, s, (size_t)m);
     }
 
     for (i = 0; i < e->n_slots; i++) {
