@@ -88,8 +88,20 @@ struct slot {
     struct meta_value quiet;
 };
 
+/* What a target's name selects: a header, or one of SpamAssassin's pseudo-headers. */
+enum target_kind {
+    TARGET_HEADER,
+    TARGET_ALL,
+    TARGET_ENVELOPE_FROM,
+    TARGET_TO_CC,
+    TARGET_MESSAGE_ID,
+    TARGET_RELAYS_EXTERNAL,
+    TARGET_RELAYS_TRUSTED,
+};
+
 struct target {
     char *name; /* header name as the rules write it, e.g. "From", "ALL", "ToCc" */
+    enum target_kind kind;
     enum rule_header_part part;
     bool raw;
     const char *if_unset; /* text when the header is absent, or NULL */
@@ -163,6 +175,21 @@ static bool is_subrule(const struct rule *r)
     return r->name[0] == '_' && r->name[1] == '_';
 }
 
+static enum target_kind target_kind_of(const char *n)
+{
+    if (strcmp(n, "ALL") == 0) return TARGET_ALL;
+    if (strcasecmp(n, "EnvelopeFrom") == 0) return TARGET_ENVELOPE_FROM;
+    if (strcasecmp(n, "ToCc") == 0) return TARGET_TO_CC;
+    if (strcmp(n, "MESSAGEID") == 0) return TARGET_MESSAGE_ID;
+    if (strcasecmp(n, "X-Spam-Relays-External") == 0 ||
+        strcasecmp(n, "X-Spam-Relays-Untrusted") == 0)
+        return TARGET_RELAYS_EXTERNAL;
+    if (strcasecmp(n, "X-Spam-Relays-Trusted") == 0 ||
+        strcasecmp(n, "X-Spam-Relays-Internal") == 0)
+        return TARGET_RELAYS_TRUSTED;
+    return TARGET_HEADER;
+}
+
 static int target_for(struct rule_engine *e, const struct rule *r)
 {
     size_t i;
@@ -178,6 +205,7 @@ static int target_for(struct rule_engine *e, const struct rule *r)
     t = &e->targets[e->n_targets];
     memset(t, 0, sizeof *t);
     t->name = xstrdup(r->header);
+    t->kind = target_kind_of(t->name);
     t->part = r->part;
     t->raw = r->raw;
     t->if_unset = r->if_unset;
@@ -1006,9 +1034,16 @@ static size_t append_relays(struct buf *out, const struct message *m, bool trust
         const struct msg_hop *h = &m->hops[i];
         if (h->ip == NULL) continue;
         if (found++) buf_append_char(out, ' ');
-        buf_printf(out, "[ ip=%s rdns=%s helo=%s by=%s ident= envfrom= intl=%d id= auth= msa=0 ]",
-                   h->ip, h->from_rdns ? h->from_rdns : "", h->from_helo ? h->from_helo : "",
-                   h->by ? h->by : "", trusted ? 1 : 0);
+        buf_append_str(out, "[ ip=");
+        buf_append_str(out, h->ip);
+        buf_append_str(out, " rdns=");
+        buf_append_str(out, h->from_rdns ? h->from_rdns : "");
+        buf_append_str(out, " helo=");
+        buf_append_str(out, h->from_helo ? h->from_helo : "");
+        buf_append_str(out, " by=");
+        buf_append_str(out, h->by ? h->by : "");
+        buf_append_str(out, trusted ? " ident= envfrom= intl=1 id= auth= msa=0 ]"
+                                    : " ident= envfrom= intl=0 id= auth= msa=0 ]");
     }
     if (found) buf_append_char(out, '\n');
     return found;
@@ -1022,13 +1057,17 @@ static bool target_text(const struct target *t, const struct message *m, const u
     size_t i, found = 0;
 
     buf_clear(out);
-    if (strcmp(n, "ALL") == 0) {
+    switch (t->kind) {
+    case TARGET_ALL:
         for (i = 0; i < m->n_headers; i++) {
-            buf_printf(out, "%s: %s\n", m->headers[i].name,
-                       t->raw ? m->headers[i].raw : m->headers[i].value);
+            buf_append_str(out, m->headers[i].name);
+            buf_append(out, ": ", 2);
+            buf_append_str(out, t->raw ? m->headers[i].raw : m->headers[i].value);
+            buf_append_char(out, '\n');
             found++;
         }
-    } else if (strcasecmp(n, "EnvelopeFrom") == 0) {
+        break;
+    case TARGET_ENVELOPE_FROM:
         if (m->env.mail_from) {
             buf_append_str(out, m->env.mail_from);
             found = 1;
@@ -1037,22 +1076,27 @@ static bool target_text(const struct target *t, const struct message *m, const u
             rp.part = RULE_HDR_ADDR;
             found = append_header(out, m, hashes, "Return-Path", &rp);
         }
-    } else if (strcasecmp(n, "ToCc") == 0) {
+        break;
+    case TARGET_TO_CC:
         found = append_header(out, m, hashes, "To", t);
         found += append_header(out, m, hashes, "Cc", t);
-    } else if (strcmp(n, "MESSAGEID") == 0) {
+        break;
+    case TARGET_MESSAGE_ID: {
         static const char *const ids[] = {"X-Message-Id", "Resent-Message-Id",
                                           "X-Original-Message-ID", "Message-Id"};
         for (i = 0; i < 4; i++)
             found += append_header(out, m, hashes, ids[i], t);
-    } else if (strcasecmp(n, "X-Spam-Relays-External") == 0 ||
-               strcasecmp(n, "X-Spam-Relays-Untrusted") == 0) {
+        break;
+    }
+    case TARGET_RELAYS_EXTERNAL:
         found = append_relays(out, m, false);
-    } else if (strcasecmp(n, "X-Spam-Relays-Trusted") == 0 ||
-               strcasecmp(n, "X-Spam-Relays-Internal") == 0) {
+        break;
+    case TARGET_RELAYS_TRUSTED:
         found = append_relays(out, m, true);
-    } else {
+        break;
+    case TARGET_HEADER:
         found = append_header(out, m, hashes, n, t);
+        break;
     }
     if (found == 0) {
         buf_clear(out);
