@@ -24,6 +24,19 @@
  * 1-f values) are under chance; the chi-square tails are computed in log
  * space because a long message has thousands of tokens and the plain series
  * underflows.
+ *
+ * Fisher's test assumes the tokens independent, and the worst offenders are
+ * tokens that always come together: a mailing list's relay adds its host
+ * name, domain, IP, /24 and Return-Path to every message it carries, one
+ * sender's header block repeats its domain in four headers. Such tokens have
+ * the same counts (they were learned from the same messages), so among the
+ * tokens of one message seen in at least BAYES_SAME_COUNTS_MIN learned
+ * messages, a count pair that was already combined is combined only once:
+ * one piece of evidence, one vote. Below that many messages equal counts are
+ * as often chance as a common origin, so rare tokens all count. This is a
+ * rule of the classification alone (the counts stay exact); on bench/accuracy
+ * it lowered FN at FP <= 0.1 % from 73 to 65 spam, and by 8 to 15 spam on
+ * three other fold assignments (see the commit that brought it).
  */
 #include "stat/bayes.h"
 #include "core/buf.h"
@@ -49,6 +62,9 @@
 #define BAYES_ROBS                0.25
 #define BAYES_MIN_DEV             0.1
 #define BAYES_MAX_DISCRIMINATORS  250
+/* Tokens seen in at least this many learned messages whose counts equal
+ * another such token's of the same message are combined once (file comment). */
+#define BAYES_SAME_COUNTS_MIN     6
 
 #define BAYES_LEARN_RETRIES 8
 
@@ -146,12 +162,12 @@ void bayes_free(struct bayes *b)
     free(b);
 }
 
-/* Copies the unique hashes of f into b->keys; returns how many. */
-static size_t bayes_unique(struct bayes *b, const struct features *f)
+/* Empties the set b->set, which must have room for at least 2 * n values. */
+static void bayes_set_clear(struct bayes *b, size_t n)
 {
-    size_t i, n = 0, need = 16;
+    size_t need = 16;
 
-    while (need < f->n * 2) need *= 2;
+    while (need < n * 2) need *= 2;
     if (need > b->set_slots) {
         free(b->set);
         free(b->set_gen);
@@ -165,6 +181,26 @@ static size_t bayes_unique(struct bayes *b, const struct features *f)
         memset(b->set_gen, 0, b->set_slots * sizeof *b->set_gen);
         b->generation = 1;
     }
+}
+
+/* Adds h to the set; returns false if it was there already. */
+static bool bayes_set_add(struct bayes *b, uint64_t h)
+{
+    size_t slot = (size_t)(h ^ (h >> 29)) & (b->set_slots - 1);
+    while (b->set_gen[slot] == b->generation && b->set[slot] != h)
+        slot = (slot + 1) & (b->set_slots - 1);
+    if (b->set_gen[slot] == b->generation) return false;
+    b->set_gen[slot] = b->generation;
+    b->set[slot] = h;
+    return true;
+}
+
+/* Copies the unique hashes of f into b->keys; returns how many. */
+static size_t bayes_unique(struct bayes *b, const struct features *f)
+{
+    size_t i, n = 0;
+
+    bayes_set_clear(b, f->n);
     if (f->n > b->cap_keys) {
         b->cap_keys = f->n;
         b->keys = xrealloc(b->keys, b->cap_keys * sizeof *b->keys);
@@ -173,15 +209,8 @@ static size_t bayes_unique(struct bayes *b, const struct features *f)
         b->fvals = xrealloc(b->fvals, b->cap_keys * sizeof *b->fvals);
     }
     for (i = 0; i < f->n; i++) {
-        uint64_t h = f->hash[i];
         if (f->kind[i] == FEAT_OSB) continue; /* see the file comment */
-        size_t slot = (size_t)(h ^ (h >> 29)) & (b->set_slots - 1);
-        while (b->set_gen[slot] == b->generation && b->set[slot] != h)
-            slot = (slot + 1) & (b->set_slots - 1);
-        if (b->set_gen[slot] == b->generation) continue;
-        b->set_gen[slot] = b->generation;
-        b->set[slot] = h;
-        b->keys[n++] = h;
+        if (bayes_set_add(b, f->hash[i])) b->keys[n++] = f->hash[i];
     }
     return n;
 }
@@ -295,9 +324,18 @@ static double bayes_combine(struct bayes *b, size_t n, const double *na_counts,
     double *fs = b->fvals;
     size_t i, k = 0;
 
+    bayes_set_clear(b, n); /* the count pairs combined so far (file comment) */
     for (i = 0; i < n; i++) {
         double a = na_counts[i], c = nb_counts[i], pa, pb, p, f, tot = a + c;
         if (tot <= 0) continue;
+        if (tot >= BAYES_SAME_COUNTS_MIN) {
+            /* The store's counts are uint32_t (a sum of other classes' counts
+             * passes 2^32 only after 4 billion learned messages); the odd
+             * multiplier spreads small pairs over the slots and is invertible,
+             * so distinct pairs stay distinct. */
+            uint64_t pair = ((uint64_t)a << 32 | (uint64_t)c) * 0x9E3779B97F4A7C15ull;
+            if (!bayes_set_add(b, pair)) continue;
+        }
         pa = a / na;
         pb = c / nb;
         p = pa / (pa + pb);

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,6 +219,38 @@ static void test_other_classes_get_probabilities(void **state)
     assert_true(res.p_class[BAYES_CLASS_PHISHING] < 0); /* nothing learned: not ready */
 }
 
+/* Learns the topic as spam in n messages and meeting notes as ham in n, then
+ * returns how much more spam the four topic words make a message than its first
+ * word alone. */
+static double four_words_over_one(struct bayes *b, int n)
+{
+    struct bayes_result res;
+    double four, one;
+    int i;
+    for (i = 0; i < n; i++) {
+        learn(b, "alpha bravo charlie delta", i, BAYES_CLASS_SPAM, NULL, BAYES_LEARNED);
+        learn(b, "project meeting agenda notes", i, BAYES_CLASS_HAM, NULL, BAYES_LEARNED);
+    }
+    four = classify(b, "alpha bravo charlie delta", 99, NULL, &res);
+    one = classify(b, "alpha", 99, NULL, &res);
+    return four - one;
+}
+
+static void test_tokens_learned_together_vote_once(void **state)
+{
+    struct fixture *f = *state;
+    /* Six messages: the four words (and their subj: and Message-ID tokens) have
+     * the same counts, so they are one piece of evidence. */
+    assert_true(fabs(four_words_over_one(f->b, 6)) < 1e-12);
+}
+
+static void test_rare_tokens_with_equal_counts_all_vote(void **state)
+{
+    struct fixture *f = *state;
+    /* Five messages: too few for equal counts to mean a common origin. */
+    assert_true(four_words_over_one(f->b, 5) > 1e-6);
+}
+
 static void test_bulk_group_commits_on_flush(void **state)
 {
     struct fixture *f = *state;
@@ -282,6 +315,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tenant_uses_own_statistics_once_it_has_enough, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_other_classes_get_probabilities, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tokens_learned_together_vote_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rare_tokens_with_equal_counts_all_vote, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_bulk_group_commits_on_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_of_another_stream_version_is_refused, setup,
                                         teardown),
