@@ -1182,6 +1182,20 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/*
+ * (Re)arms the listening socket in the epoll set, one-shot: one worker takes a
+ * new connection and accepts until the backlog is empty, then re-arms it. Level
+ * triggered, every idle worker woke for each connection and all but one found
+ * nothing to accept (7 wake-ups per connection with 8 workers). Caller holds
+ * srv->lock (run() may close the listener); a closed listener is left alone.
+ */
+static int listener_arm(struct milter_server *srv, int op)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.ptr = NULL};
+    if (srv->listen_fd < 0) return 0;
+    return epoll_ctl(srv->epoll_fd, op, srv->listen_fd, &ev);
+}
+
 static void accept_all(struct milter_server *srv)
 {
     for (;;) {
@@ -1195,12 +1209,18 @@ static void accept_all(struct milter_server *srv)
                                 : accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             int e = srv->listen_fd < 0 ? EAGAIN : errno;
-            pthread_mutex_unlock(&srv->lock);
-            if (e == EINTR || e == ECONNABORTED) continue;
+            if (e == EINTR || e == ECONNABORTED) {
+                pthread_mutex_unlock(&srv->lock);
+                continue;
+            }
             if (e != EAGAIN && e != EWOULDBLOCK) {
+                pthread_mutex_unlock(&srv->lock);
                 log_warn("milter event=accept_failed error=\"%s\"", strerror(e));
                 poll(NULL, 0, 10); /* out of descriptors: do not spin */
+                pthread_mutex_lock(&srv->lock);
             }
+            listener_arm(srv, EPOLL_CTL_MOD);
+            pthread_mutex_unlock(&srv->lock);
             return;
         }
         if (srv->unix_path == NULL) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -1253,7 +1273,6 @@ static size_t sweep(struct milter_server *srv)
 
 int milter_server_run(struct milter_server *srv, volatile sig_atomic_t *stop)
 {
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
     pthread_t *threads;
     int64_t deadline = 0;
     int i, started = 0;
@@ -1264,7 +1283,7 @@ int milter_server_run(struct milter_server *srv, volatile sig_atomic_t *stop)
     }
     srv->ran = true;
     srv->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-    if (srv->epoll_fd < 0 || epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, srv->listen_fd, &ev) != 0) {
+    if (srv->epoll_fd < 0 || listener_arm(srv, EPOLL_CTL_ADD) != 0) {
         err_set("milter epoll: %s", strerror(errno));
         return -1;
     }
