@@ -148,7 +148,8 @@ int main(int argc, char **argv)
     double t0, elapsed, cpu0 = -1, cpu1 = -1;
 
     for (i = 1; i < (size_t)argc; i++) {
-        if (strcmp(argv[i], "--address") == 0 && i + 1 < (size_t)argc) b.address = argv[++i];
+        if (strcmp(argv[i], "--address") == 0 && i + 1 < (size_t)argc)
+            b.address = argv[++i];
         else if (strcmp(argv[i], "--sessions") == 0 && i + 1 < (size_t)argc)
             sessions = atoi(argv[++i]);
         else if (strcmp(argv[i], "--limit") == 0 && i + 1 < (size_t)argc)
@@ -202,8 +203,7 @@ int main(int argc, char **argv)
     qsort(b.latency_ms, b.n, sizeof *b.latency_ms, cmp_double);
     printf("messages %zu sessions %d msgs_per_s %.1f median_ms %.3f p99_ms %.3f", b.n, sessions,
            (double)b.n / elapsed, b.latency_ms[b.n / 2], b.latency_ms[(b.n * 99) / 100]);
-    if (cpu0 >= 0 && cpu1 >= 0)
-        printf(" server_cpu_ms_per_msg %.3f", (cpu1 - cpu0) / (double)b.n);
+    if (cpu0 >= 0 && cpu1 >= 0) printf(" server_cpu_ms_per_msg %.3f", (cpu1 - cpu0) / (double)b.n);
     printf(" failed %zu\n", atomic_load(&b.failed));
 
     for (i = 0; i < b.n; i++)

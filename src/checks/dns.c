@@ -34,7 +34,6 @@
 #include <string.h>
 #include <time.h>
 
-#define DNS_DEFAULT_TIMEOUT_MS 2000u
 #define DNS_KEY_MAX            (DNS_MAX_NAME_LEN + 8)
 
 struct dns_cache_entry {
@@ -531,7 +530,7 @@ struct dns_resolver *dns_resolver_new(const struct dns_config *cfg)
         return NULL;
     }
     r = xcalloc(1, sizeof *r);
-    r->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : DNS_DEFAULT_TIMEOUT_MS;
+    r->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : DNS_TIMEOUT_DEF_MS;
 
     memset(&opts, 0, sizeof opts);
     opts.flags = ARES_FLAG_NOCHECKRESP | ARES_FLAG_EDNS;

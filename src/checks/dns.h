@@ -30,6 +30,7 @@
 #define DNS_CACHE_MAX_TTL_S  3600u
 #define DNS_CACHE_NEG_TTL_S  300u
 #define DNS_MAX_NAME_LEN     253
+#define DNS_TIMEOUT_DEF_MS   2000u /* a query's timeout when the configuration gives 0 */
 
 enum dns_type {
     DNS_T_A = 1,
@@ -51,7 +52,7 @@ enum dns_status {
 struct dns_config {
     char server[64];        /* IPv4/IPv6 address; "" = the servers of /etc/resolv.conf */
     int port;               /* 0 = 53 */
-    unsigned timeout_ms;    /* per query; 0 = 2000 */
+    unsigned timeout_ms;    /* per query; 0 = DNS_TIMEOUT_DEF_MS */
     unsigned cache_entries; /* 0 = no cache */
 };
 

@@ -28,8 +28,6 @@
 #include <string.h>
 #include <time.h>
 
-#define DNSBL_DEFAULT_TIMEOUT_MS 2000u
-
 struct dnsbl_pending {
     struct dnsbl_pending *next; /* in the queue */
     int refs;                   /* owner + pool; under the pool's lock */
@@ -189,7 +187,7 @@ struct dnsbl_pending *dnsbl_ip_begin(struct dnsbl_pool *pool, const struct dnsbl
 {
     struct dnsbl_pending *p = xcalloc(1, sizeof *p);
 
-    if (budget_ms == 0) budget_ms = dns->timeout_ms ? dns->timeout_ms : DNSBL_DEFAULT_TIMEOUT_MS;
+    if (budget_ms == 0) budget_ms = dns->timeout_ms ? dns->timeout_ms : DNS_TIMEOUT_DEF_MS;
     p->refs = 2;
     p->pool = pool;
     p->d = dnsbl_ref(d);

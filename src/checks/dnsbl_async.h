@@ -56,7 +56,7 @@ void dnsbl_pool_free(struct dnsbl_pool *pool);
 
 /*
  * Starts looking client_ip up in d's IP lists, on a resolver configured as
- * dns, within budget_ms from now (0: dns->timeout_ms, or 2000). Returns at
+ * dns, within budget_ms from now (0: dns->timeout_ms, or DNS_TIMEOUT_DEF_MS). Returns at
  * once; never NULL. d gets a reference (dnsbl_ref) until the lookup is freed.
  * A local, private or invalid address is not looked up (an empty lookup).
  */

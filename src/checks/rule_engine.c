@@ -82,7 +82,6 @@ struct slot {
     bool partial;     /* a meta that reads (perhaps through other metas) a rule we cannot run */
     struct meta_insn *prog; /* metas */
     size_t n_prog;
-    bool reads_symbols; /* a meta with a MOP_SYMBOL operand: quiet only if none of them hit */
     /* A meta's value when every rule it reads has no hit and is known, and no built-in symbol
      * it reads hit: most metas on most messages, answered without running prog. */
     struct meta_value quiet;
@@ -184,8 +183,7 @@ static enum target_kind target_kind_of(const char *n)
     if (strcasecmp(n, "X-Spam-Relays-External") == 0 ||
         strcasecmp(n, "X-Spam-Relays-Untrusted") == 0)
         return TARGET_RELAYS_EXTERNAL;
-    if (strcasecmp(n, "X-Spam-Relays-Trusted") == 0 ||
-        strcasecmp(n, "X-Spam-Relays-Internal") == 0)
+    if (strcasecmp(n, "X-Spam-Relays-Trusted") == 0 || strcasecmp(n, "X-Spam-Relays-Internal") == 0)
         return TARGET_RELAYS_TRUSTED;
     return TARGET_HEADER;
 }
@@ -863,9 +861,8 @@ static void metas_index_readers(struct rule_engine *e)
 
     e->reader_start = xcalloc(e->n_slots + 1, sizeof *e->reader_start);
     for (i = 0; i < e->n_metas; i++) {
-        struct slot *sl = &e->slots[e->metas[i]];
+        const struct slot *sl = &e->slots[e->metas[i]];
         for (k = 0; k < sl->n_prog; k++) {
-            if (sl->prog[k].op == MOP_SYMBOL) sl->reads_symbols = true;
             if (sl->prog[k].op != MOP_RULE) continue;
             e->reader_start[sl->prog[k].arg + 1]++;
             n_edges++;
@@ -889,7 +886,8 @@ static void metas_index_readers(struct rule_engine *e)
         b->slot = e->metas[i];
         b->quiet_hit = !sl->quiet.unknown && sl->quiet.v != 0;
         b->quiet_unknown = sl->quiet.unknown;
-        b->reads_symbols = sl->reads_symbols;
+        for (k = 0; k < sl->n_prog; k++)
+            if (sl->prog[k].op == MOP_SYMBOL) b->reads_symbols = true;
     }
 }
 

@@ -207,8 +207,10 @@ static bool header_name_invalid(const char *p, const char *end, bool first_heade
     for (; p < end; p++) {
         unsigned char c = (unsigned char)*p;
         if (c == ':') return p == start && first_header;
-        if (is_blank((char)c)) blank = true;
-        else if (blank || c < 0x20 || c == 0x7f) return true;
+        if (is_blank((char)c))
+            blank = true;
+        else if (blank || c < 0x20 || c == 0x7f)
+            return true;
     }
     return false;
 }
@@ -223,7 +225,8 @@ static bool block_may_start_at(const char *data, size_t pos)
     line_end = data + pos - 1; /* the '\n' of the previous line */
     if (line_end > data && line_end[-1] == '\r') line_end--;
     p = line_end;
-    while (p > data && p[-1] != '\n') p--;
+    while (p > data && p[-1] != '\n')
+        p--;
     return p == line_end || (line_end - p >= 2 && p[0] == '-' && p[1] == '-');
 }
 
@@ -278,14 +281,17 @@ static bool encoded_word_has_blank(const char *text)
     while (*p) {
         const char *word, *q;
 
-        while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') p++;
+        while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+            p++;
         word = p;
         if (p[0] == '=' && p[1] == '?') {
             p += 2;
-            while (*p && *p != '?') p++;
+            while (*p && *p != '?')
+                p++;
             if (p[0] == '?' && p[1] && strchr("BbQq", p[1]) && p[2] == '?') {
                 p += 3;
-                while (*p && !(p[0] == '?' && p[1] == '=')) p++;
+                while (*p && !(p[0] == '?' && p[1] == '='))
+                    p++;
                 if (*p) {
                     p += 2;
                     for (q = word; q < p; q++)
@@ -312,16 +318,19 @@ static const char *param_next(const char *p, char *name, size_t name_cap, char *
     p = strchr(p, ';');
     if (p == NULL) return NULL;
     p++;
-    while (is_blank(*p) || *p == '\r' || *p == '\n') p++;
+    while (is_blank(*p) || *p == '\r' || *p == '\n')
+        p++;
     while (*p && *p != '=' && *p != ';' && !is_blank(*p)) {
         if (n + 1 < name_cap) name[n++] = (char)tolower((unsigned char)*p);
         p++;
     }
     name[n] = '\0';
-    while (is_blank(*p)) p++;
+    while (is_blank(*p))
+        p++;
     if (*p == '=') {
         p++;
-        while (is_blank(*p)) p++;
+        while (is_blank(*p))
+            p++;
         if (*p == '"') {
             for (p++; *p && *p != '"'; p++) {
                 if (*p == '\\' && p[1]) p++;
@@ -346,8 +355,8 @@ static bool params_conflict(const char *raw)
     const char *p = raw;
 
     if (strchr(raw, ';') == NULL) return false;
-    while (n < 16 && (p = param_next(p, names[n], sizeof names[n], values[n],
-                                     sizeof values[n])) != NULL) {
+    while (n < 16 &&
+           (p = param_next(p, names[n], sizeof names[n], values[n], sizeof values[n])) != NULL) {
         if (names[n][0] == '\0' || strchr(names[n], '*')) continue;
         for (i = 0; i < n; i++)
             if (strcmp(names[i], names[n]) == 0 && strcmp(values[i], values[n]) != 0) return true;
@@ -366,9 +375,8 @@ static bool is_mime_header(const char *name)
  * (part_list), Content-* and MIME-Version headers that conflict with the first of their name,
  * and conflicting parameters. An embedded message's own list holds no Content-* header and
  * GMime checks nothing there but RFC 5322's single headers, which are not flagged.
- * *first_offset gets the smallest header offset (left alone for an empty list).
  */
-static unsigned header_list_flags(GMimeHeaderList *hl, bool part_list, gint64 *first_offset)
+static unsigned header_list_flags(GMimeHeaderList *hl, bool part_list)
 {
     int i, j, n = hl ? g_mime_header_list_get_count(hl) : 0;
     unsigned flags = 0;
@@ -377,11 +385,9 @@ static unsigned header_list_flags(GMimeHeaderList *hl, bool part_list, gint64 *f
         GMimeHeader *h = g_mime_header_list_get_header_at(hl, i);
         const char *name = g_mime_header_get_name(h);
         const char *raw = g_mime_header_get_raw_value(h);
-        gint64 offset = g_mime_header_get_offset(h);
 
         if (name == NULL) continue;
         if (raw == NULL) raw = "";
-        if (offset >= 0 && (*first_offset < 0 || offset < *first_offset)) *first_offset = offset;
         if (!ascii_only(name) || (!ascii_only(raw) && !g_utf8_validate(raw, -1, NULL)))
             flags |= MSG_F_8BIT_HEADERS | MSG_F_BAD_HEADERS;
         if (strstr(raw, "=?") && encoded_word_has_blank(raw)) flags |= MSG_F_BAD_HEADERS;
@@ -867,7 +873,8 @@ static gint64 header_list_first_offset(GMimeHeaderList *hl)
 /* Offset of a leaf's content in st->raw, or -1 if GMime does not hold it there. */
 static gint64 leaf_content_offset(const struct parse_state *st, GMimeObject *obj)
 {
-    GMimeDataWrapper *content = GMIME_IS_PART(obj) ? g_mime_part_get_content(GMIME_PART(obj)) : NULL;
+    GMimeDataWrapper *content =
+        GMIME_IS_PART(obj) ? g_mime_part_get_content(GMIME_PART(obj)) : NULL;
     GMimeStream *stream = content ? g_mime_data_wrapper_get_stream(content) : NULL;
     gint64 start;
 
@@ -908,7 +915,8 @@ static size_t line_before(const char *raw, size_t pos)
     size_t line;
     if (pos == 0) return (size_t)-1;
     line = pos - 1;
-    while (line > 0 && raw[line - 1] != '\n') line--;
+    while (line > 0 && raw[line - 1] != '\n')
+        line--;
     return line;
 }
 
@@ -960,7 +968,8 @@ static unsigned headerless_child_flags(const struct parse_state *st, gint64 cont
     if (pos == 0) return 0;
     line = pos - 1; /* the '\n' ending the line before the content */
     if (line > 0 && raw[line - 1] == '\r') line--;
-    while (line > 0 && raw[line - 1] != '\n') line--;
+    while (line > 0 && raw[line - 1] != '\n')
+        line--;
     if (pos - line <= 2 && (raw[line] == '\n' || raw[line] == '\r')) {
         size_t before = line_before(raw, line);
         unsigned flags = block_may_start_at(raw, line) ? 0 : MSG_F_BAD_HEADERS;
@@ -977,7 +986,7 @@ static void walk(struct parse_state *st, GMimeObject *obj, int parent, int depth
     GMimeContentType *ct = g_mime_object_get_content_type(obj);
     const char *media = ct ? g_mime_content_type_get_media_type(ct) : NULL;
     const char *sub = ct ? g_mime_content_type_get_media_subtype(ct) : NULL;
-    gint64 first = -1;
+    gint64 first, content;
     int index;
     struct msg_part *p;
 
@@ -985,16 +994,17 @@ static void walk(struct parse_state *st, GMimeObject *obj, int parent, int depth
         m->flags |= MSG_F_TOO_DEEP | MSG_F_MIME_BAD;
         return;
     }
-    m->flags |= header_list_flags(g_mime_object_get_header_list(obj), true, &first);
-    if (kind == BLOCK_CHILD && first >= 0) {
+    m->flags |= header_list_flags(g_mime_object_get_header_list(obj), true);
+    first = header_list_first_offset(g_mime_object_get_header_list(obj));
+    content = kind == BLOCK_CHILD && GMIME_IS_PART(obj) ? leaf_content_offset(st, obj) : -1;
+    if (kind == BLOCK_CHILD && first >= 0)
         m->flags |= child_block_flags(st, first);
-    } else if (kind == BLOCK_CHILD && GMIME_IS_PART(obj)) {
-        gint64 content = leaf_content_offset(st, obj);
-        if (content >= 0) m->flags |= headerless_child_flags(st, content);
-    }
-    if (kind == BLOCK_CHILD && GMIME_IS_PART(obj) && leaf_content_offset(st, obj) >= 0) {
+    else if (content >= 0)
+        m->flags |= headerless_child_flags(st, content);
+    if (content >= 0) {
         /* The boundary line after the content, and whether another follows at once. */
-        GMimeStream *stream = g_mime_data_wrapper_get_stream(g_mime_part_get_content(GMIME_PART(obj)));
+        GMimeStream *stream =
+            g_mime_data_wrapper_get_stream(g_mime_part_get_content(GMIME_PART(obj)));
         gint64 end = stream->bound_end;
         if (end >= 0 && (size_t)end < st->raw_len &&
             boundary_pair_at(st, line_after(st, (size_t)end), false))
@@ -1050,9 +1060,9 @@ static void walk(struct parse_state *st, GMimeObject *obj, int parent, int depth
         GMimeObject *body = inner ? g_mime_message_get_mime_part(inner) : NULL;
         p->is_multipart = true;
         if (inner) {
-            gint64 inner_first = -1, body_first;
-            m->flags |= header_list_flags(g_mime_object_get_header_list(GMIME_OBJECT(inner)),
-                                          false, &inner_first);
+            GMimeHeaderList *inner_headers = g_mime_object_get_header_list(GMIME_OBJECT(inner));
+            gint64 inner_first = header_list_first_offset(inner_headers), body_first;
+            m->flags |= header_list_flags(inner_headers, false);
             body_first = body ? header_list_first_offset(g_mime_object_get_header_list(body)) : -1;
             if (body_first >= 0 && (inner_first < 0 || body_first < inner_first))
                 inner_first = body_first;

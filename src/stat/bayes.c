@@ -167,7 +167,8 @@ static void bayes_set_clear(struct bayes *b, size_t n)
 {
     size_t need = 16;
 
-    while (need < n * 2) need *= 2;
+    while (need < n * 2)
+        need *= 2;
     if (need > b->set_slots) {
         free(b->set);
         free(b->set_gen);

@@ -225,7 +225,7 @@ static void test_header_lookup_is_case_insensitive(void **state)
     message_free(m);
 }
 
-/* ---- message flags from header and structure damage (GMime's parser warnings, computed by us) ---- */
+/* ---- message flags from header and structure damage (GMime's warnings, computed by us) ---- */
 
 static unsigned flags_of(const char *s)
 {
@@ -281,8 +281,7 @@ static void test_encoded_word_with_space_is_bad_header(void **state)
     assert_int_equal(flags_of("Subject: =?utf-8?q?hel\n lo?=\n\nbody\n") & HEADER_FLAGS,
                      MSG_F_BAD_HEADERS);
     /* Not encoded words at all (bad encoding letter, no end): left alone, as GMime does. */
-    assert_int_equal(flags_of("Subject: =?utf-8?x?hel lo?= =?utf-8?q?a b\n\nbody\n") &
-                         HEADER_FLAGS,
+    assert_int_equal(flags_of("Subject: =?utf-8?x?hel lo?= =?utf-8?q?a b\n\nbody\n") & HEADER_FLAGS,
                      0);
 }
 
@@ -316,12 +315,10 @@ static void test_conflicting_content_type_is_bad_header(void **state)
 static void test_conflicting_parameter_is_mime_bad(void **state)
 {
     (void)state;
-    assert_int_equal(flags_of("Content-Type: text/plain; charset=a; charset=b\n\nx\n") &
-                         MIME_FLAGS,
+    assert_int_equal(flags_of("Content-Type: text/plain; charset=a; charset=b\n\nx\n") & MIME_FLAGS,
                      MSG_F_MIME_BAD);
-    assert_int_equal(flags_of("Content-Type: text/plain; charset=a; charset=\"a\"\n\nx\n") &
-                         MIME_FLAGS,
-                     0);
+    assert_int_equal(
+        flags_of("Content-Type: text/plain; charset=a; charset=\"a\"\n\nx\n") & MIME_FLAGS, 0);
 }
 
 static void test_multipart_without_boundary_is_mime_bad(void **state)
