@@ -104,3 +104,31 @@ void message_dump(struct buf *out, const struct message *m)
         buf_append_char(out, '\n');
     }
 }
+
+void message_dump_all(struct buf *out, const struct message *m)
+{
+    size_t i;
+
+    message_dump(out, m);
+    buf_printf(out, "\n== model\nflags=%#x from=%s reply-to=%s\n", m->flags, or_dash(m->from),
+               or_dash(m->reply_to_addr));
+    for (i = 0; i < m->n_headers; i++)
+        buf_printf(out, "raw %s: %s\n", m->headers[i].name, m->headers[i].raw);
+    for (i = 0; i < m->n_parts; i++) {
+        const struct msg_part *p = &m->parts[i];
+        buf_printf(out,
+                   "part %zu parent=%d depth=%d encoded=%zu size=%zu multipart=%d text=%d "
+                   "flags=%#x\n",
+                   i, p->parent, p->depth, p->encoded_bytes, p->size_bytes, p->is_multipart,
+                   p->text_index, p->flags);
+    }
+    for (i = 0; i < m->n_texts; i++) {
+        const struct msg_text *t = &m->texts[i];
+        buf_printf(out, "source %zu (%zu bytes, %zu hidden characters)\n", i, t->source_len,
+                   t->hidden_chars);
+        buf_append(out, t->source, t->source_len);
+        buf_append_char(out, '\n');
+    }
+    for (i = 0; i < m->n_urls; i++)
+        buf_printf(out, "url %s flags=%#x\n", m->urls[i].normalised, m->urls[i].flags);
+}

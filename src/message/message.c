@@ -1,8 +1,10 @@
 /*
  * message - the parsed model of one mail message (see message.h).
  *
- * GMime parses the structure (headers, RFC 2047, the MIME tree, boundaries);
- * everything below the tree is ours: we take each leaf's still-encoded body
+ * GMime parses the structure (headers, RFC 2047, the MIME tree, boundaries),
+ * except for a plain single part, whose header block we split ourselves (see
+ * plain_parse(): same model, a third of the cost); everything below the tree
+ * is ours: we take each leaf's still-encoded body
  * straight out of GMime's memory stream (no copy), decode it with decoders
  * that report damage (decode.h), convert text to UTF-8 with our own guesses
  * when the declared charset is wrong, and hand HTML to html.h and URLs to
@@ -108,9 +110,9 @@ static bool ascii_only(const char *s)
 
 /* Unfolds a raw header value: line breaks dropped, leading (a value may start on the next
  * line) and trailing whitespace trimmed. */
-static const char *header_unfold(struct arena *a, const char *raw)
+static const char *header_unfold_n(struct arena *a, const char *raw, size_t len)
 {
-    size_t len = strlen(raw), i, o = 0;
+    size_t i, o = 0;
     char *tmp = arena_alloc(a, len + 1);
     const char *r;
 
@@ -125,6 +127,11 @@ static const char *header_unfold(struct arena *a, const char *raw)
     if (utf8_valid(tmp, o)) return tmp;
     r = utf8_dup(a, tmp, o);
     return r;
+}
+
+static const char *header_unfold(struct arena *a, const char *raw)
+{
+    return header_unfold_n(a, raw, strlen(raw));
 }
 
 /* The lowercase domain after the last '@' of addr, or NULL. */
@@ -821,13 +828,12 @@ enum block_kind {
 static void walk(struct parse_state *st, GMimeObject *obj, int parent, int depth,
                  enum block_kind kind);
 
-static void walk_leaf(struct parse_state *st, GMimePart *part, int index)
+/* A leaf part: its disposition and file name as GMime gives them, and its still-encoded body
+ * (which may point into st->decoded). */
+static void leaf(struct parse_state *st, int index, const char *disposition, const char *filename,
+                 const char *body, size_t body_len)
 {
     struct msg_part *p = &st->m->parts[index];
-    const char *disposition = g_mime_object_get_disposition(GMIME_OBJECT(part));
-    const char *filename = g_mime_part_get_filename(part);
-    const char *body;
-    size_t body_len;
 
     p->disposition = token_dup(st->a, disposition);
     if (filename && *filename) p->filename = utf8_dup(st->a, filename, strlen(filename));
@@ -835,7 +841,6 @@ static void walk_leaf(struct parse_state *st, GMimePart *part, int index)
         p->flags |= PART_F_BAD_ENCODING;
         p->encoding = NULL; /* read it as 8bit */
     }
-    part_raw_body(part, &st->decoded, &body, &body_len);
     p->encoded_bytes = body_len;
     p->is_attachment = !type_is_text_body(p->type) ||
                        (p->disposition && strcmp(p->disposition, "attachment") == 0 &&
@@ -856,6 +861,16 @@ static void walk_leaf(struct parse_state *st, GMimePart *part, int index)
     }
     if (p->flags & (PART_F_BAD_BASE64 | PART_F_BAD_QP | PART_F_BAD_ENCODING))
         st->m->flags |= MSG_F_MIME_BAD;
+}
+
+static void walk_leaf(struct parse_state *st, GMimePart *part, int index)
+{
+    const char *body;
+    size_t body_len;
+
+    part_raw_body(part, &st->decoded, &body, &body_len);
+    leaf(st, index, g_mime_object_get_disposition(GMIME_OBJECT(part)),
+         g_mime_part_get_filename(part), body, body_len);
 }
 
 /* Offset of the first header of hl, or -1. */
@@ -979,13 +994,34 @@ static unsigned headerless_child_flags(const struct parse_state *st, gint64 cont
     return EMPTY_PART_FLAGS;
 }
 
+/* A part's lowercase type ("text/plain" without one) and declared charset, from ct. */
+static void part_set_type(struct parse_state *st, struct msg_part *p, GMimeContentType *ct)
+{
+    const char *media = ct ? g_mime_content_type_get_media_type(ct) : NULL;
+    const char *sub = ct ? g_mime_content_type_get_media_subtype(ct) : NULL;
+
+    if (media && sub && *media && *sub) {
+        size_t ml = strlen(media), sl = strlen(sub);
+        char *t = arena_alloc(st->a, ml + sl + 2);
+        size_t i;
+        for (i = 0; i < ml; i++)
+            t[i] = (char)tolower((unsigned char)media[i]);
+        t[ml] = '/';
+        for (i = 0; i < sl; i++)
+            t[ml + 1 + i] = (char)tolower((unsigned char)sub[i]);
+        t[ml + sl + 1] = '\0';
+        p->type = t;
+    } else {
+        p->type = "text/plain";
+    }
+    p->charset = ct ? token_dup(st->a, g_mime_content_type_get_parameter(ct, "charset")) : NULL;
+}
+
 static void walk(struct parse_state *st, GMimeObject *obj, int parent, int depth,
                  enum block_kind kind)
 {
     struct message *m = st->m;
     GMimeContentType *ct = g_mime_object_get_content_type(obj);
-    const char *media = ct ? g_mime_content_type_get_media_type(ct) : NULL;
-    const char *sub = ct ? g_mime_content_type_get_media_subtype(ct) : NULL;
     gint64 first, content;
     int index;
     struct msg_part *p;
@@ -1013,19 +1049,7 @@ static void walk(struct parse_state *st, GMimeObject *obj, int parent, int depth
     index = part_new(st, parent, depth);
     if (index < 0) return;
     p = &m->parts[index];
-    if (media && sub && *media && *sub) {
-        size_t ml = strlen(media), sl = strlen(sub);
-        char *t = arena_alloc(st->a, ml + sl + 2);
-        size_t i;
-        for (i = 0; i < ml; i++) t[i] = (char)tolower((unsigned char)media[i]);
-        t[ml] = '/';
-        for (i = 0; i < sl; i++) t[ml + 1 + i] = (char)tolower((unsigned char)sub[i]);
-        t[ml + sl + 1] = '\0';
-        p->type = t;
-    } else {
-        p->type = "text/plain";
-    }
-    p->charset = ct ? token_dup(st->a, g_mime_content_type_get_parameter(ct, "charset")) : NULL;
+    part_set_type(st, p, ct);
     p->encoding = token_dup(st->a, g_mime_object_get_header(obj, "Content-Transfer-Encoding"));
 
     if (GMIME_IS_MULTIPART(obj)) {
@@ -1076,12 +1100,13 @@ static void walk(struct parse_state *st, GMimeObject *obj, int parent, int depth
 
 /* ---- headers ---- */
 
+static void headers_done(struct parse_state *st);
+
 static void read_headers(struct parse_state *st, GMimeObject *top)
 {
     struct message *m = st->m;
     GMimeHeaderList *hl = g_mime_object_get_header_list(top);
     int i, n = hl ? g_mime_header_list_get_count(hl) : 0;
-    size_t nhops = 0;
 
     m->headers = arena_calloc(st->a, (size_t)(n > 0 ? n : 1), sizeof *m->headers);
     for (i = 0; i < n; i++) {
@@ -1105,12 +1130,21 @@ static void read_headers(struct parse_state *st, GMimeObject *top)
         }
         if (strcasecmp(name, "Received") == 0) m->n_received++;
     }
+    headers_done(st);
+}
+
+/* What follows from the header list, however it was read: the Received hops. */
+static void headers_done(struct parse_state *st)
+{
+    struct message *m = st->m;
+    size_t i, nhops = 0;
+
     if (m->n_headers == 0) m->flags |= MSG_F_NO_HEADERS;
 
     if (m->n_received) {
         m->hops = arena_calloc(st->a, m->n_received < MSG_MAX_HOPS ? m->n_received : MSG_MAX_HOPS,
                                sizeof *m->hops);
-        for (i = 0; (size_t)i < m->n_headers && nhops < MSG_MAX_HOPS; i++) {
+        for (i = 0; i < m->n_headers && nhops < MSG_MAX_HOPS; i++) {
             const struct msg_header *mh = &m->headers[i];
             if (strcasecmp(mh->name, "Received") != 0) continue;
             received_parse(st->a, mh->raw, strlen(mh->raw), &m->hops[nhops++]);
@@ -1195,7 +1229,9 @@ static void read_addresses(struct parse_state *st)
     }
     if ((mb = first_mailbox(m, "From", &list)) != NULL) {
         const char *addr = internet_address_mailbox_get_addr(mb);
-        const char *idn = internet_address_mailbox_get_idn_addr(mb);
+        /* The IDNA form differs from the address only in a non-ASCII domain (address_domain()
+         * lowercases either); libidn2 is a tenth of the header work otherwise. */
+        const char *idn = ascii_only(addr) ? addr : internet_address_mailbox_get_idn_addr(mb);
         const char *name = internet_address_get_name(INTERNET_ADDRESS(mb));
         m->from_addr = utf8_dup(st->a, addr, strlen(addr));
         m->from_domain = address_domain(st->a, idn ? idn : addr);
@@ -1253,16 +1289,199 @@ static void finish(struct parse_state *st)
     buf_free(&st->decoded);
 }
 
-struct message *message_parse(const char *data, size_t len, const struct envelope *env)
+/* GMime parses the structure: any message the plain path below does not take. */
+static void gmime_parse(struct parse_state *st)
+{
+    struct message *m = st->m;
+    GByteArray *ba = g_byte_array_new_take((guint8 *)st->raw, st->raw_len);
+    GMimeStream *stream = g_mime_stream_mem_new_with_byte_array(ba);
+    GMimeParserOptions *options = g_mime_parser_options_new(); /* no warning callback */
+    GMimeParser *parser;
+    GMimeObject *root;
+
+    m->gmime_tree = true;
+    g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(stream), FALSE);
+    parser = g_mime_parser_new_with_stream(stream);
+    g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
+    root = g_mime_parser_construct_part(parser, options);
+    if (root) {
+        read_headers(st, root);
+        read_addresses(st);
+        walk(st, root, -1, 0, BLOCK_ROOT);
+        g_object_unref(root);
+    }
+    g_object_unref(parser);
+    g_mime_parser_options_free(options);
+    g_object_unref(stream);
+    g_byte_array_free(ba, FALSE); /* frees the array, not the caller's bytes */
+}
+
+/*
+ * ---- single-part messages without GMime's tree ----
+ *
+ * Most mail is one text part under a header block of plain ASCII fields. For
+ * it GMime's parse is mostly the cost of its objects: a GObject per header,
+ * built and torn down again, about a third of the whole parse. Such a message
+ * is read here instead: the fields are split at their colons and folds, and
+ * only the Content-Type and Content-Disposition values go through GMime's own
+ * parsers, so types, parameters and file names come out as GMime gives them.
+ * Anything less plain goes to GMime: a multipart or message type, 8-bit
+ * bytes or an encoded word in the header block, a repeated Content-* or
+ * MIME-Version field, a field name with blanks, a refused or cut-off header
+ * block, NUL bytes or mixed line ends. The two ways give the same message
+ * (tests/unit/test_message.c and the fuzz target compare them).
+ */
+
+struct plain_field {
+    const char *name; /* into st->raw, not terminated */
+    size_t name_len;
+    const char *value; /* the raw value after the colon, folds included */
+    size_t value_len;
+};
+
+static bool field_is(const struct plain_field *f, const char *name)
+{
+    return f->name_len == strlen(name) && strncasecmp(f->name, name, f->name_len) == 0;
+}
+
+static bool field_is_mime(const struct plain_field *f)
+{
+    return (f->name_len >= 8 && strncasecmp(f->name, "Content-", 8) == 0) ||
+           field_is(f, "MIME-Version");
+}
+
+/* Splits the header block of raw[0..len) into fields. False if it is not plain (see above);
+ * else *body is the offset after the blank line. *fields is malloc'd either way. */
+static bool plain_fields(const char *raw, size_t len, struct plain_field **fields, size_t *n,
+                         size_t *body)
+{
+    const char *p = raw, *end = raw + len;
+    size_t cap = 0;
+
+    *fields = NULL;
+    *n = 0;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p)), *line_end, *q;
+        if (nl == NULL) return false; /* cut off before the blank line */
+        line_end = nl > p && nl[-1] == '\r' ? nl - 1 : nl;
+        if (line_end == p) {
+            *body = (size_t)(nl + 1 - raw);
+            return true;
+        }
+        for (q = p; q < line_end; q++) {
+            unsigned char c = (unsigned char)*q;
+            if (c >= 0x80 || c == '\0' || c == '\r') return false;
+            if (c == '=' && q + 1 < line_end && q[1] == '?') return false;
+        }
+        if (is_blank(*p)) {
+            if (*n == 0) return false;
+            (*fields)[*n - 1].value_len = (size_t)(line_end - (*fields)[*n - 1].value);
+        } else {
+            const char *colon = memchr(p, ':', (size_t)(line_end - p));
+            struct plain_field *f;
+            if (colon == NULL || colon == p) return false;
+            for (q = p; q < colon; q++)
+                if ((unsigned char)*q <= ' ' || *q == 0x7f) return false;
+            if (*n == cap) {
+                cap = cap ? cap * 2 : 32;
+                *fields = xrealloc(*fields, cap * sizeof **fields);
+            }
+            f = &(*fields)[(*n)++];
+            f->name = p;
+            f->name_len = (size_t)(colon - p);
+            f->value = colon + 1;
+            f->value_len = (size_t)(line_end - f->value);
+        }
+        p = nl + 1;
+    }
+    return false;
+}
+
+/* GMime's unfolded form of a field's value (for its structured-header parsers); g_free it. */
+static char *field_unfolded(const struct plain_field *f)
+{
+    char *copy = g_strndup(f->value, f->value_len);
+    char *unfolded = g_mime_utils_header_unfold(copy);
+    g_free(copy);
+    return unfolded;
+}
+
+static bool plain_parse(struct parse_state *st)
+{
+    struct message *m = st->m;
+    struct plain_field *fields;
+    const struct plain_field *ct_field = NULL, *cte_field = NULL, *cd_field = NULL;
+    GMimeContentType *ct = NULL;
+    GMimeContentDisposition *cd = NULL;
+    const char *filename = NULL;
+    size_t n, body, i, j;
+    int index;
+
+    if (!plain_fields(st->raw, st->raw_len, &fields, &n, &body)) goto not_plain;
+    for (i = 0; i < n; i++) {
+        if (!field_is_mime(&fields[i])) continue;
+        for (j = 0; j < i; j++)
+            if (fields[j].name_len == fields[i].name_len &&
+                strncasecmp(fields[j].name, fields[i].name, fields[i].name_len) == 0)
+                goto not_plain;
+        if (field_is(&fields[i], "Content-Type"))
+            ct_field = &fields[i];
+        else if (field_is(&fields[i], "Content-Transfer-Encoding"))
+            cte_field = &fields[i];
+        else if (field_is(&fields[i], "Content-Disposition"))
+            cd_field = &fields[i];
+    }
+    if (ct_field) {
+        char *value = field_unfolded(ct_field);
+        ct = g_mime_content_type_parse(NULL, value);
+        g_free(value);
+        if (ct && (g_mime_content_type_is_type(ct, "multipart", "*") ||
+                   g_mime_content_type_is_type(ct, "message", "*")))
+            goto not_plain;
+    }
+
+    m->headers = arena_calloc(st->a, n ? n : 1, sizeof *m->headers);
+    for (i = 0; i < n; i++) {
+        struct msg_header *mh = &m->headers[m->n_headers++];
+        mh->name = arena_strndup(st->a, fields[i].name, fields[i].name_len);
+        mh->raw = mh->value = header_unfold_n(st->a, fields[i].value, fields[i].value_len);
+        if (field_is(&fields[i], "Received")) m->n_received++;
+        if ((&fields[i] == ct_field || &fields[i] == cd_field) && params_conflict(mh->raw))
+            m->flags |= MSG_F_MIME_BAD;
+    }
+    headers_done(st);
+    read_addresses(st);
+
+    index = part_new(st, -1, 0);
+    part_set_type(st, &m->parts[index], ct);
+    if (cte_field)
+        m->parts[index].encoding = token_dup(st->a, m->headers[cte_field - fields].value);
+    if (cd_field) {
+        char *value = field_unfolded(cd_field);
+        cd = g_mime_content_disposition_parse(NULL, value);
+        g_free(value);
+        if (cd) filename = g_mime_content_disposition_get_parameter(cd, "filename");
+    }
+    if (filename == NULL && ct) filename = g_mime_content_type_get_parameter(ct, "name");
+    leaf(st, index, cd ? g_mime_content_disposition_get_disposition(cd) : NULL, filename,
+         st->raw + body, st->raw_len - body);
+    if (cd) g_object_unref(cd);
+    if (ct) g_object_unref(ct);
+    free(fields);
+    return true;
+
+not_plain:
+    if (ct) g_object_unref(ct);
+    free(fields);
+    return false;
+}
+
+struct message *message_parse_opts(const char *data, size_t len, const struct envelope *env,
+                                   unsigned opts)
 {
     struct arena *a = arena_new(0);
     struct message *m = arena_calloc(a, 1, sizeof *m);
     struct parse_state st = {.m = m, .a = a};
-    GByteArray *ba;
-    GMimeStream *stream;
-    GMimeParser *parser;
-    GMimeParserOptions *options;
-    GMimeObject *root;
     size_t skip;
 
     m->arena = a;
@@ -1277,19 +1496,12 @@ struct message *message_parse(const char *data, size_t len, const struct envelop
     st.raw = data + skip;
     st.raw_len = len - skip;
     m->flags |= header_block_flags(st.raw, st.raw_len, 0, NULL);
-    ba = g_byte_array_new_take((guint8 *)data + skip, len - skip);
-    stream = g_mime_stream_mem_new_with_byte_array(ba);
-    g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(stream), FALSE);
-    options = g_mime_parser_options_new(); /* no warning callback: see the damage checks */
-    parser = g_mime_parser_new_with_stream(stream);
-    g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
-    root = g_mime_parser_construct_part(parser, options);
+    if ((opts & MSG_PARSE_GMIME) ||
+        (m->flags &
+         (MSG_F_NUL_BYTES | MSG_F_BARE_LINE_ENDS | MSG_F_BAD_HEADERS | MSG_F_TRUNCATED)) ||
+        !plain_parse(&st))
+        gmime_parse(&st);
 
-    if (root) {
-        read_headers(&st, root);
-        read_addresses(&st);
-        walk(&st, root, -1, 0, BLOCK_ROOT);
-    }
     if (m->n_headers == 0) m->flags |= MSG_F_NO_HEADERS;
     if (m->n_parts == 0 && len > 0) {
         /* Nothing GMime recognised as a body: treat all bytes as plain text. */
@@ -1298,13 +1510,12 @@ struct message *message_parse(const char *data, size_t len, const struct envelop
         leaf_text(&st, index, data, len);
     }
     finish(&st);
-
-    if (root) g_object_unref(root);
-    g_object_unref(parser);
-    g_mime_parser_options_free(options);
-    g_object_unref(stream);
-    g_byte_array_free(ba, FALSE); /* frees the array, not the caller's bytes */
     return m;
+}
+
+struct message *message_parse(const char *data, size_t len, const struct envelope *env)
+{
+    return message_parse_opts(data, len, env, 0);
 }
 
 void message_free(struct message *m)

@@ -116,6 +116,9 @@ struct message {
     size_t raw_size;       /* bytes of the raw message */
     unsigned flags;        /* MSG_F_* */
 
+    bool gmime_tree; /* GMime built the tree; false for a single part with a plain
+                        header block, which message_parse() reads itself */
+
     struct msg_header *headers; /* top-level headers, in order */
     size_t n_headers;
 
@@ -155,6 +158,13 @@ void message_library_shutdown(void);
  * message_free().
  */
 struct message *message_parse(const char *data, size_t len, const struct envelope *env);
+
+/* Options of message_parse_opts(). */
+#define MSG_PARSE_GMIME                                                                            \
+    0x1u /* let GMime build every tree, even a plain single part: the                              \
+          * tests compare the two ways over the same input */
+struct message *message_parse_opts(const char *data, size_t len, const struct envelope *env,
+                                   unsigned opts);
 void message_free(struct message *m);
 
 /* True if the message has at least one header that mail carries (From, Date,

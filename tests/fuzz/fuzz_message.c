@@ -4,7 +4,9 @@
  * parsing, the feature stream and the structural checks, i.e. everything
  * `mxwarden scan` does with untrusted bytes.
  */
+#include "core/buf.h"
 #include "core/config.h"
+#include "message/dump.h"
 #include "message/message.h"
 #include "scan/scan.h"
 #include "text/features.h"
@@ -12,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 static struct scanner *fuzz_scanner;
@@ -46,5 +50,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     features_extract(sc->message->arena, sc->message, &f, NULL, NULL);
     scan_free(sc);
+
+    {
+        struct message *plain = message_parse((const char *)data, size, NULL);
+        struct message *tree = message_parse_opts((const char *)data, size, NULL, MSG_PARSE_GMIME);
+        struct buf a = {0}, b = {0};
+        message_dump_all(&a, plain);
+        message_dump_all(&b, tree);
+        if (a.len != b.len || memcmp(a.data, b.data, a.len) != 0) {
+            fprintf(stderr,
+                    "fuzz_message: the plain path and GMime's tree differ\n"
+                    "--- plain\n%.*s\n--- gmime\n%.*s\n",
+                    (int)a.len, a.data, (int)b.len, b.data);
+            abort();
+        }
+        buf_free(&a);
+        buf_free(&b);
+        message_free(plain);
+        message_free(tree);
+    }
     return 0;
 }

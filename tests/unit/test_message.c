@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/file.h"
+#include "message/dump.h"
 #include "message/message.h"
 
 static struct message *parse(const char *s)
@@ -371,6 +373,92 @@ static void test_part_without_headers_or_content_is_mime_bad(void **state)
                      MSG_F_MIME_BAD | MSG_F_BAD_HEADERS);
 }
 
+/* ---- the plain path (single parts without GMime's tree) against GMime's ---- */
+
+/* Parses s both ways, asserts the two models are the same, and returns which way the default
+ * parse went: true for GMime's tree. */
+static bool same_both_ways(const char *s)
+{
+    struct message *plain = message_parse(s, strlen(s), NULL);
+    struct message *gmime = message_parse_opts(s, strlen(s), NULL, MSG_PARSE_GMIME);
+    struct buf a = {0}, b = {0};
+    bool tree = plain->gmime_tree;
+
+    assert_true(gmime->gmime_tree);
+    message_dump_all(&a, plain);
+    message_dump_all(&b, gmime);
+    buf_append_char(&a, '\0');
+    buf_append_char(&b, '\0');
+    assert_string_equal(a.data, b.data);
+    buf_free(&a);
+    buf_free(&b);
+    message_free(plain);
+    message_free(gmime);
+    return tree;
+}
+
+static void test_plain_single_parts_match_gmime(void **state)
+{
+    static const char *const plain[] = {
+        "From: a@example.com\nTo: b@example.org\nSubject: hi\n\nbody text http://example.net/x\n",
+        "From: a@example.com\r\nSubject: crlf\r\n\r\nline one\r\nline two\r\n",
+        "Subject: folded\n  over\n\tthree lines\nFrom: \"A B\" <a@example.com>\n\nx\n",
+        "From: a@example.com\nContent-Type: text/html; charset=\"ISO-8859-1\"\n\n"
+        "<html><body><p>Hello <a href=\"http://evil.example/\">http://bank.example/</a></body>\n",
+        "From: a@example.com\nContent-Type: text/plain;\n charset=koi8-r\n"
+        "Content-Transfer-Encoding: base64\n\n8sXHyc/O\n",
+        "From: a@example.com\nContent-Type: TEXT/Plain; charset=utf-8; charset=latin1\n\nx\n",
+        "From: a@example.com\nContent-Transfer-Encoding: Quoted-Printable\n\nsoft=\nbreak =3D\n",
+        "From: a@example.com\nContent-Transfer-Encoding: x-uuencode\n\nbegin 644 a\n",
+        "From: a@example.com\nContent-Type: application/octet-stream; name=\"a.exe\"\n"
+        "Content-Disposition: attachment; filename=\"invoice.pdf.exe\"\n"
+        "Content-Transfer-Encoding: base64\n\nTVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n",
+        "From: a@example.com\nContent-Disposition: inline\n\ntext\n",
+        "From: a@example.com\nContent-Type: garbage\n\ntext\n",
+        "From: a@example.com\nContent-Type: ;charset=utf-8\n\ntext\n",
+        "From: a@example.com\nContent-Type:\n\ntext\n",
+        "From: a@example.com\nX-Empty:\nDate: Mon, 2 Sep 2002 12:00:00 +0000\n\n",
+        "From: a@example.com\nReceived: from a (b [192.0.2.1]) by c\n\tid 1\n\nx",
+        "Return-Path: <>\nFrom: <@example.com>\nReply-To: x@y\nMessage-ID: <1@2>\n\n",
+    };
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof plain / sizeof plain[0]; i++)
+        assert_false(same_both_ways(plain[i]));
+}
+
+static void test_other_messages_go_to_gmime(void **state)
+{
+    static const char *const tree[] = {
+        "From: a@example.com\nContent-Type: multipart/mixed; boundary=b\n\n--b\n\nx\n--b--\n",
+        "From: a@example.com\nContent-Type: message/rfc822\n\nFrom: c@d\n\ninner\n",
+        "From: a@example.com\nSubject: =?utf-8?q?caf=C3=A9?=\n\nx\n",
+        "From: a@example.com\nSubject: caf\xc3\xa9\n\nx\n",
+        "From: a@example.com\nContent-Type: text/plain\nContent-Type: text/html\n\nx\n",
+        "From: a@example.com\nMIME-Version: 1.0\nMIME-Version: 1.0\n\nx\n",
+        "Subject : blank before the colon\n\nx\n",
+        "From: a@example.com\nno colon here\n\nx\n",
+        " From: a@example.com\n\nx\n",
+        "From: a@example.com\nSubject: cut off",
+        "From: a@example.com\nSubject: no body\n",
+        "From: a@example.com\r\nSubject: mixed\n\r\nx\n",
+        "From: a@example.com\rSubject: bare cr\n\nx\n",
+        "",
+        "just text, no headers at all\n",
+    };
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof tree / sizeof tree[0]; i++)
+        assert_true(same_both_ways(tree[i]));
+    /* A NUL byte anywhere. */
+    {
+        static const char nul[] = "From: a@example.com\n\nx\0y\n";
+        struct message *m = message_parse(nul, sizeof nul - 1, NULL);
+        assert_true(m->gmime_tree);
+        message_free(m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -402,6 +490,8 @@ int main(void)
         cmocka_unit_test(test_inner_multipart_closed_by_outer_boundary_is_mime_bad),
         cmocka_unit_test(test_empty_multipart_is_not_flagged),
         cmocka_unit_test(test_part_without_headers_or_content_is_mime_bad),
+        cmocka_unit_test(test_plain_single_parts_match_gmime),
+        cmocka_unit_test(test_other_messages_go_to_gmime),
     };
     int rc;
     message_library_init();
