@@ -274,7 +274,7 @@ static int learn_message(void *ctx, const char *label, const char *data, size_t 
         message_free(m);
         return 0;
     }
-    features_extract(m->arena, m, &f, NULL, NULL);
+    features_extract_opts(m->arena, m, &f, FEATURES_NO_PAIRS, NULL, NULL); /* what Bayes reads */
     bayes_digest(data, len, digest);
     if (run->cls >= 0) {
         enum bayes_learn_outcome outcome;

@@ -356,7 +356,8 @@ struct scan *scan_message_looked_up(struct scan_worker *w, const char *data, siz
     }
     heuristics_check(&s->heuristics, m, sc->auth.dkim_pass_domains, sc->auth.n_dkim_pass,
                      (long long)now, &sc->result);
-    features_extract(m->arena, m, &f, NULL, NULL);
+    /* Bayes reads words and metadata only (stat/bayes.c): no OSB pairs to compute. */
+    features_extract_opts(m->arena, m, &f, FEATURES_NO_PAIRS, NULL, NULL);
     if (bayes) rc = bayes_classify(bayes, &f, scan_tenant(m), &br);
     bayes_check_symbols(&s->bayes, rc, &br, &sc->result);
     if (rc == 0 && br.ready) {

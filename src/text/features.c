@@ -112,6 +112,7 @@ struct feat_ctx {
     struct buf ring_text[FEATURES_OSB_PREVIOUS]; /* their strings, kept only for debug */
     struct buf pair_text;
     size_t words_emitted;
+    bool no_pairs; /* FEATURES_NO_PAIRS */
 
     /* A metadata word list in progress ("subj:", "hidden:", ...). */
     const char *list_prefix;
@@ -272,6 +273,12 @@ static bool feat_on_word(void *ctx, const struct token *tok)
     c->out->n_words++;
     if (c->words_emitted >= FEATURES_MAX_WORDS) return true; /* keep counting n_words */
     c->words_emitted++;
+    if (c->no_pairs) {
+        h = features_hash_token(tok->text, tok->len);
+        feat_push(c, FEAT_WORD, h);
+        if (c->debug) c->debug(c->debug_ctx, FEAT_WORD, tok->text, tok->len, 0, h);
+        return true;
+    }
 
     /* One bounds check per word for the word and its up to four pairs. */
     if (first + 1 + FEATURES_OSB_PREVIOUS > c->cap) feat_grow(c, first + 1 + FEATURES_OSB_PREVIOUS);
@@ -568,7 +575,7 @@ static void feat_meta_section(struct feat_ctx *c, const struct message *m, const
  * about one word per 5 bytes of text and 5 features per word, plus the
  * metadata.
  */
-static size_t feat_estimate(const struct message *m, size_t subject_len)
+static size_t feat_estimate(const struct message *m, size_t subject_len, bool no_pairs)
 {
     size_t bytes = subject_len, words, meta, i;
 
@@ -578,11 +585,17 @@ static size_t feat_estimate(const struct message *m, size_t subject_len)
     if (words > FEATURES_MAX_WORDS) words = FEATURES_MAX_WORDS;
     meta = 32 + m->n_headers + 8 * m->n_parts + 2 * m->n_urls + subject_len / 4;
     if (meta > 8 * FEATURES_MAX_META_EACH) meta = 8 * FEATURES_MAX_META_EACH;
-    return (FEATURES_OSB_PREVIOUS + 1) * words + meta;
+    return (no_pairs ? 1 : FEATURES_OSB_PREVIOUS + 1) * words + meta;
 }
 
 void features_extract(struct arena *a, const struct message *m, struct features *out,
                       feature_debug_fn debug, void *debug_ctx)
+{
+    features_extract_opts(a, m, out, 0, debug, debug_ctx);
+}
+
+void features_extract_opts(struct arena *a, const struct message *m, struct features *out,
+                           unsigned opts, feature_debug_fn debug, void *debug_ctx)
 {
     struct feat_ctx c;
     size_t subject_len = m->subject ? strlen(m->subject) : 0, i;
@@ -593,7 +606,8 @@ void features_extract(struct arena *a, const struct message *m, struct features 
     c.out = out;
     c.debug = debug;
     c.debug_ctx = debug_ctx;
-    c.cap = feat_estimate(m, subject_len);
+    c.no_pairs = (opts & FEATURES_NO_PAIRS) != 0;
+    c.cap = feat_estimate(m, subject_len, c.no_pairs);
     out->hash = arena_alloc(a, c.cap * sizeof *out->hash);
     out->kind = arena_alloc(a, c.cap * sizeof *out->kind);
 

@@ -1038,6 +1038,30 @@ static void test_stream_is_deterministic(void **state)
     arena_free(a2);
 }
 
+static void test_no_pairs_is_the_stream_without_pairs(void **state)
+{
+    struct arena *a = arena_new(0);
+    struct features all, words;
+    size_t i, k = 0, pairs = 0;
+    (void)state;
+    features_extract(a, rich_message(a), &all, NULL, NULL);
+    features_extract_opts(a, rich_message(a), &words, FEATURES_NO_PAIRS, NULL, NULL);
+    for (i = 0; i < all.n; i++) {
+        if (all.kind[i] == FEAT_OSB) {
+            pairs++;
+            continue;
+        }
+        assert_true(k < words.n);
+        assert_int_equal(words.kind[k], all.kind[i]);
+        assert_true(words.hash[k] == all.hash[i]);
+        k++;
+    }
+    assert_int_equal(k, words.n);
+    assert_true(pairs > 0);
+    assert_int_equal(words.n_words, all.n_words);
+    arena_free(a);
+}
+
 static void test_stream_v3_digest_is_pinned(void **state)
 {
     struct arena *a = arena_new(0);
@@ -1133,6 +1157,7 @@ int main(void)
         cmocka_unit_test(test_documented_example_is_exact),
         cmocka_unit_test(test_stream_is_deterministic),
         cmocka_unit_test(test_stream_v3_digest_is_pinned),
+        cmocka_unit_test(test_no_pairs_is_the_stream_without_pairs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
