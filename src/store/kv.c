@@ -147,6 +147,7 @@ void kv_batch_free(struct kv_batch *b)
     free(b->bytes);
     free(b->names);
     free(b->ns);
+    free(b->incr_slots);
     free(b);
 }
 
@@ -159,6 +160,8 @@ void kv_batch_clear(struct kv_batch *b)
     b->n_expect = b->n_blob_ops = 0;
     b->has_negative = false;
     b->invalid[0] = '\0';
+    if (b->n_incr_slotted) memset(b->incr_slots, 0, b->incr_slots_cap * sizeof *b->incr_slots);
+    b->n_incr_slotted = 0;
 }
 
 size_t kv_batch_size(const struct kv_batch *b)
@@ -223,12 +226,77 @@ static struct kv_op *kv_batch_push(struct kv_batch *b, enum kv_op_kind kind, lon
     return op;
 }
 
+/*
+ * Combining increments. A bulk learn queues the same counter many times (a
+ * common word in most of a group's messages): 162,000 increments of 35,000
+ * counters for 600 messages. Increments without a negative delta commute, so a
+ * later one of the same counter (namespace, key, width, TTL) is added to the
+ * queued op, and the backends sort, look up and write each counter once. Once
+ * an op with a negative delta is queued (unlearn, a moved message) nothing more
+ * is combined in that batch: clamping at zero makes the order matter from there.
+ */
+static size_t kv_incr_slot(uint32_t ns, uint64_t key, size_t mask)
+{
+    return (size_t)(((key ^ ((uint64_t)ns << 32)) * 0x9E3779B97F4A7C15ull) >> 20) & mask;
+}
+
+static void kv_incr_slots_insert(struct kv_batch *b, size_t op_index)
+{
+    const struct kv_op *op = &b->ops[op_index];
+    size_t mask = b->incr_slots_cap - 1, i = kv_incr_slot(op->ns, op->key, mask);
+    while (b->incr_slots[i])
+        i = (i + 1) & mask;
+    b->incr_slots[i] = (uint32_t)(op_index + 1);
+    b->n_incr_slotted++;
+}
+
+/* Room for one more slotted op (call before queueing it): the table stays at most half full. */
+static bool kv_incr_slots_reserve(struct kv_batch *b)
+{
+    size_t i;
+    if (b->n_ops >= UINT32_MAX - 1) return false;
+    if (2 * (b->n_incr_slotted + 1) <= b->incr_slots_cap) return true;
+    free(b->incr_slots);
+    b->incr_slots_cap = b->incr_slots_cap ? 2 * b->incr_slots_cap : 1024;
+    b->incr_slots = xcalloc(b->incr_slots_cap, sizeof *b->incr_slots);
+    b->n_incr_slotted = 0;
+    for (i = 0; i < b->n_ops; i++)
+        if (b->ops[i].kind == KV_OP_INCR && !b->ops[i].has_negative) kv_incr_slots_insert(b, i);
+    return true;
+}
+
+/* Adds deltas to a queued op of the same counter; false if there is none (or a sum would
+ * leave int32_t). */
+static bool kv_incr_combine(struct kv_batch *b, uint32_t ns, uint64_t key, unsigned width,
+                            const int32_t *deltas, unsigned ttl_seconds)
+{
+    size_t mask, i;
+    unsigned c;
+
+    if (b->n_incr_slotted == 0 || b->has_negative) return false;
+    mask = b->incr_slots_cap - 1;
+    for (i = kv_incr_slot(ns, key, mask); b->incr_slots[i]; i = (i + 1) & mask) {
+        const struct kv_op *op = &b->ops[b->incr_slots[i] - 1];
+        int32_t *sum;
+        if (op->key != key || op->ns != ns || op->width != width || op->ttl_seconds != ttl_seconds)
+            continue;
+        sum = b->deltas + op->data_off;
+        for (c = 0; c < width; c++)
+            if (sum[c] > INT32_MAX - deltas[c]) return false;
+        for (c = 0; c < width; c++)
+            sum[c] += deltas[c];
+        return true;
+    }
+    return false;
+}
+
 void kv_batch_incr(struct kv_batch *b, const char *ns, uint64_t key, unsigned width,
                    const int32_t *deltas, unsigned ttl_seconds)
 {
     struct kv_op *op;
     long ns_index;
     unsigned c;
+    bool negative = false, slotted;
 
     assert(deltas != NULL || width == 0);
     if (width < 1 || width > KV_MAX_WIDTH) {
@@ -239,6 +307,11 @@ void kv_batch_incr(struct kv_batch *b, const char *ns, uint64_t key, unsigned wi
     }
     ns_index = kv_batch_intern(b, ns);
     if (ns_index < 0) return;
+    for (c = 0; c < width; c++)
+        if (deltas[c] < 0) negative = true;
+    if (!negative && kv_incr_combine(b, (uint32_t)ns_index, key, width, deltas, ttl_seconds))
+        return;
+    slotted = !negative && !b->has_negative && kv_incr_slots_reserve(b);
     kv_grow((void **)&b->deltas, &b->cap_deltas, b->n_deltas + width, sizeof *b->deltas, 256);
     op = kv_batch_push(b, KV_OP_INCR, ns_index);
     op->width = (uint8_t)width;
@@ -250,6 +323,7 @@ void kv_batch_incr(struct kv_batch *b, const char *ns, uint64_t key, unsigned wi
         if (deltas[c] < 0) op->has_negative = true;
     }
     if (op->has_negative) b->has_negative = true;
+    if (slotted) kv_incr_slots_insert(b, b->n_ops - 1);
 }
 
 /* Queues a blob operation; value may be NULL (no value bytes). */

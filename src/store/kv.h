@@ -89,7 +89,9 @@ void kv_batch_del(struct kv_batch *b, const char *ns, const void *key, size_t ke
 /* Commit only if the blob currently holds value[0..value_len) (value NULL: is absent). */
 void kv_batch_expect(struct kv_batch *b, const char *ns, const void *key, size_t key_len,
                      const void *value, size_t value_len);
-/* Number of operations queued. */
+/* Number of operations queued. Increments of one counter (same namespace, key, width and TTL,
+ * no negative delta, none queued before them) are one operation: the later ones are added to
+ * the first. */
 size_t kv_batch_size(const struct kv_batch *b);
 
 /* Applies b all or nothing. KV_CONFLICT if an expectation failed. b is left unchanged. */

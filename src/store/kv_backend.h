@@ -68,6 +68,10 @@ struct kv_batch {
     size_t n_expect;   /* EXPECT ops in ops[] */
     size_t n_blob_ops; /* PUT, DEL and EXPECT ops in ops[] */
     bool has_negative; /* some INCR op has a negative delta */
+    /* INCR ops without a negative delta by (namespace, key), open addressing, op index + 1
+     * (0: empty): a later increment of the same counter is added to the queued one. */
+    uint32_t *incr_slots;
+    size_t incr_slots_cap, n_incr_slotted; /* capacity a power of two, or 0 */
     char invalid[192]; /* non-empty: an add was refused; commit fails with this reason */
 };
 

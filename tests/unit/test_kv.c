@@ -264,7 +264,9 @@ static void test_increments_accumulate(void **state)
     struct kv_batch *b = kv_batch_new();
 
     incr1(b, "bayes", 7, 1, 0, 0);
-    incr1(b, "bayes", 7, 2, 5, 0); /* the same key twice in one batch */
+    incr1(b, "bayes", 7, 2, 5, 0); /* the same key twice in one batch: one op */
+    assert_int_equal(kv_batch_size(b), 1);
+    incr1(b, "other", 7, 1, 1, 0); /* another namespace, another counter */
     assert_int_equal(kv_batch_size(b), 2);
     commit_ok(f->kv, b);
     assert_counters(f->kv, "bayes", 7, 3, 5);
@@ -313,6 +315,40 @@ static void test_clamping_follows_batch_order(void **state)
     incr1(b, "bayes", 77, 1, -5, 0); /* then 0 + 1 */
     commit_ok(f->kv, b);
     assert_counters(f->kv, "bayes", 77, 1, 0);
+    kv_batch_free(b);
+}
+
+/* Increments are combined only before the first negative one: +1, -5, +1 from zero is 1
+ * (0 + 1 - 5 clamps to 0, then + 1), where +2 then -5 would be 0. */
+static void test_combining_stops_at_a_negative_delta(void **state)
+{
+    struct fixture *f = *state;
+    struct kv_batch *b = kv_batch_new();
+
+    incr1(b, "bayes", 78, 1, 0, 0);
+    incr1(b, "bayes", 78, -5, 0, 0);
+    incr1(b, "bayes", 78, 1, 0, 0);
+    assert_int_equal(kv_batch_size(b), 3);
+    commit_ok(f->kv, b);
+    assert_counters(f->kv, "bayes", 78, 1, 0);
+    kv_batch_free(b);
+}
+
+/* Many counters, each queued three times in a large batch (the combining table grows). */
+static void test_repeated_increments_of_many_counters(void **state)
+{
+    struct fixture *f = *state;
+    struct kv_batch *b = kv_batch_new();
+    uint64_t k;
+    int round;
+
+    for (round = 0; round < 3; round++)
+        for (k = 1; k <= 5000; k++)
+            incr1(b, "bayes", k * 0x10001, 1, round == 2 ? 2 : 0, k % 2 ? 0 : 3600);
+    assert_int_equal(kv_batch_size(b), 5000);
+    commit_ok(f->kv, b);
+    for (k = 1; k <= 5000; k += 499)
+        assert_counters(f->kv, "bayes", k * 0x10001, 3, 2);
     kv_batch_free(b);
 }
 
@@ -1217,6 +1253,10 @@ static void test_bad_uris_are_errors_with_a_message(void **state)
     cmocka_unit_test_setup_teardown(test_absent_counters_read_as_zero, setup, teardown),           \
         cmocka_unit_test_setup_teardown(test_increments_accumulate, setup, teardown),              \
         cmocka_unit_test_setup_teardown(test_clamping_follows_batch_order, setup, teardown),       \
+        cmocka_unit_test_setup_teardown(test_combining_stops_at_a_negative_delta, setup,           \
+                                        teardown),                                                 \
+        cmocka_unit_test_setup_teardown(test_repeated_increments_of_many_counters, setup,          \
+                                        teardown),                                                 \
         cmocka_unit_test_setup_teardown(test_reads_see_every_commit_after_a_cached_read, setup,    \
                                         teardown),                                                 \
         cmocka_unit_test_setup_teardown(test_decrement_clamps_at_zero, setup, teardown),           \
