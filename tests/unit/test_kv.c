@@ -352,6 +352,42 @@ static void test_repeated_increments_of_many_counters(void **state)
     kv_batch_free(b);
 }
 
+/* Hash-like keys (spread over the top bits, as the stores sort them in buckets) and clustered
+ * ones (which fall back to the radix sort), written and read back in another order. */
+static void test_many_keys_read_back_in_any_order(void **state)
+{
+    struct fixture *f = *state;
+    struct kv_batch *b = kv_batch_new();
+    enum { N = 3000 };
+    uint64_t *keys = malloc(2 * N * sizeof *keys);
+    uint32_t *out = malloc(2 * N * 2 * sizeof *out);
+    size_t i;
+
+    for (i = 0; i < N; i++) {
+        keys[i] = (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull; /* spread */
+        keys[N + i] = 1000 + i;                              /* clustered */
+        incr1(b, "bayes", keys[i], (int32_t)(i % 7) + 1, (int32_t)(i % 5), 0);
+        incr1(b, "bayes", keys[N + i], (int32_t)(i % 3) + 1, 9, 0);
+    }
+    commit_ok(f->kv, b);
+    for (i = 0; i < N; i++) { /* reverse the order of each half */
+        uint64_t t = keys[i];
+        keys[i] = keys[2 * N - 1 - i];
+        keys[2 * N - 1 - i] = t;
+    }
+    assert_int_equal(kv_counters_get(f->kv, "bayes", keys, 2 * N, 2, out), KV_OK);
+    for (i = 0; i < N; i++) {
+        size_t spread = 2 * N - 1 - i, clustered = N - 1 - i;
+        assert_int_equal(out[2 * spread], i % 7 + 1);
+        assert_int_equal(out[2 * spread + 1], i % 5);
+        assert_int_equal(out[2 * clustered], i % 3 + 1);
+        assert_int_equal(out[2 * clustered + 1], 9);
+    }
+    free(keys);
+    free(out);
+    kv_batch_free(b);
+}
+
 static void test_decrement_clamps_at_zero(void **state)
 {
     struct fixture *f = *state;
@@ -1257,6 +1293,7 @@ static void test_bad_uris_are_errors_with_a_message(void **state)
                                         teardown),                                                 \
         cmocka_unit_test_setup_teardown(test_repeated_increments_of_many_counters, setup,          \
                                         teardown),                                                 \
+        cmocka_unit_test_setup_teardown(test_many_keys_read_back_in_any_order, setup, teardown),   \
         cmocka_unit_test_setup_teardown(test_reads_see_every_commit_after_a_cached_read, setup,    \
                                         teardown),                                                 \
         cmocka_unit_test_setup_teardown(test_decrement_clamps_at_zero, setup, teardown),           \
