@@ -56,6 +56,29 @@ void buf_printf(struct buf *b, const char *fmt, ...)
     va_list ap;
     int n;
 
+    if (b->limit_bytes == 0) {
+        /* Format straight into the free space; only what does not fit is formatted again. */
+        size_t room;
+        buf_reserve(b, 63);
+        room = b->cap - b->len;
+        va_start(ap, fmt);
+        n = vsnprintf(b->data + b->len, room, fmt, ap);
+        va_end(ap);
+        if (n <= 0) {
+            b->data[b->len] = '\0';
+            return;
+        }
+        if ((size_t)n < room) {
+            b->len += (size_t)n;
+            return;
+        }
+        buf_reserve(b, (size_t)n);
+        va_start(ap, fmt);
+        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+        b->len += (size_t)n;
+        return;
+    }
     va_start(ap, fmt);
     n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/buf.h"
@@ -93,10 +94,34 @@ static void test_utf8_append_codepoint(void **state)
     buf_free(&b);
 }
 
+/* buf_printf() formats into the free space and again only when the text did not fit: every
+ * length around the edge of the free space, against snprintf(). */
+static void test_printf_at_every_fill_level(void **state)
+{
+    size_t fill, width;
+    (void)state;
+    for (fill = 0; fill < 200; fill += 7) {
+        for (width = 0; width < 300; width += 13) {
+            struct buf b = {0};
+            char want[600];
+            size_t k;
+            for (k = 0; k < fill; k++)
+                buf_append_char(&b, 'x');
+            buf_printf(&b, "<%*d>", (int)width, (int)width);
+            snprintf(want, sizeof want, "<%*d>", (int)width, (int)width);
+            assert_int_equal(b.len, fill + strlen(want));
+            assert_memory_equal(b.data + fill, want, strlen(want));
+            assert_int_equal(b.data[b.len], '\0');
+            buf_free(&b);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_append_and_printf),
+        cmocka_unit_test(test_printf_at_every_fill_level),
         cmocka_unit_test(test_limit_truncates_and_flags),
         cmocka_unit_test(test_json_string_escapes_and_repairs),
         cmocka_unit_test(test_release_hands_over_data),
