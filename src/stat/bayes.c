@@ -265,20 +265,32 @@ static int bayes_check_version(struct bayes *b)
     return 0;
 }
 
-/* log of the chi-square upper tail Q(x2, v) for even v, computed in log space. */
+/*
+ * log of the chi-square upper tail Q(x2, v) for even v: with m = x2 / 2,
+ * Q = e^-m * sum_{i < v/2} m^i / i!. The terms are summed in linear space,
+ * scaled down by 2^-600 (exactly, with the scale's log kept aside) whenever
+ * they grow past 2^600, so a long message's thousands of tokens neither
+ * overflow nor pay for a log() and exp() per term (they did, a twentieth of a
+ * classify). The sum stops once a term past the peak adds less than e^-40.
+ */
 static double bayes_log_chi2q(double x2, size_t v)
 {
-    double m = x2 / 2.0, log_term = -m, log_sum = -m;
+    const double big = 0x1p600, small = 0x1p-600, log_big = 600.0 * M_LN2;
+    double m = x2 / 2.0, term = 1.0, sum = 1.0, log_scale = 0.0, r;
     size_t i;
 
     for (i = 1; i < v / 2; i++) {
-        log_term += log(m / (double)i);
-        /* log(exp(a) + exp(b)) without overflow */
-        if (log_term > log_sum) log_sum = log_term + log1p(exp(log_sum - log_term));
-        else log_sum = log_sum + log1p(exp(log_term - log_sum));
-        if (log_term < log_sum - 40.0 && (double)i > m) break; /* the rest adds nothing */
+        term *= m / (double)i;
+        sum += term;
+        if (sum > big) {
+            term *= small;
+            sum *= small;
+            log_scale += log_big;
+        }
+        if ((double)i > m && term < sum * 4.248354255291589e-18) break; /* e^-40 */
     }
-    return log_sum > 0 ? 0 : log_sum;
+    r = -m + log(sum) + log_scale;
+    return r > 0 ? 0 : r;
 }
 
 static inline double bayes_dev(double f)
