@@ -117,10 +117,17 @@ static const char *header_unfold_n(struct arena *a, const char *raw, size_t len)
     const char *r;
 
     while (len && (*raw == ' ' || *raw == '\t' || *raw == '\r' || *raw == '\n')) raw++, len--;
-    for (i = 0; i < len; i++) {
-        if (raw[i] == '\r' || raw[i] == '\n') continue;
-        /* A fold's leading tab reads as one space. */
-        tmp[o++] = raw[i] == '\t' ? ' ' : raw[i];
+    for (i = 0; i < len;) {
+        /* Runs of bytes above '\r' are copied whole; CR and LF are dropped, and a fold's
+         * leading tab reads as one space. */
+        size_t j = i;
+        while (j < len && (unsigned char)raw[j] > '\r')
+            j++;
+        memcpy(tmp + o, raw + i, j - i);
+        o += j - i;
+        if (j == len) break;
+        if (raw[j] != '\r' && raw[j] != '\n') tmp[o++] = raw[j] == '\t' ? ' ' : raw[j];
+        i = j + 1;
     }
     while (o && (tmp[o - 1] == ' ' || tmp[o - 1] == '\t')) o--;
     tmp[o] = '\0';
