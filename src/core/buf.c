@@ -57,32 +57,26 @@ void buf_printf(struct buf *b, const char *fmt, ...)
     int n;
 
     if (b->limit_bytes == 0) {
-        /* Format straight into the free space; only what does not fit is formatted again. */
+        /* Format straight into the free space; only a text that did not fit is formatted
+         * again (below). */
         size_t room;
         buf_reserve(b, 63);
         room = b->cap - b->len;
         va_start(ap, fmt);
         n = vsnprintf(b->data + b->len, room, fmt, ap);
         va_end(ap);
-        if (n <= 0) {
+        if (n < 0) n = 0;
+        if ((size_t)n < room) {
+            b->len += (size_t)n;
             b->data[b->len] = '\0';
             return;
         }
-        if ((size_t)n < room) {
-            b->len += (size_t)n;
-            return;
-        }
-        buf_reserve(b, (size_t)n);
+    } else {
         va_start(ap, fmt);
-        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+        n = vsnprintf(NULL, 0, fmt, ap);
         va_end(ap);
-        b->len += (size_t)n;
-        return;
+        if (n <= 0) return;
     }
-    va_start(ap, fmt);
-    n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n <= 0) return;
     if (b->limit_bytes && b->len + (size_t)n > b->limit_bytes) {
         char *tmp = xmalloc((size_t)n + 1);
         va_start(ap, fmt);
