@@ -155,6 +155,10 @@ struct rule_scratch {
     struct buf text;
     struct buf line;
     uint32_t *header_hashes; /* header_name_hash() of each header of the message being scanned */
+    /* Each header's address list, parsed the first time a target reads it (From:addr and
+     * From:name, To:addr and ToCc:addr, ...) and released when the scan ends. */
+    InternetAddressList **address_lists;
+    unsigned char *address_parsed;
     size_t header_hashes_cap;
 };
 
@@ -810,6 +814,8 @@ void rule_scratch_free(struct rule_scratch *s)
     buf_free(&s->line);
     free(s->target_scratch);
     free(s->header_hashes);
+    free(s->address_lists);
+    free(s->address_parsed);
     free(s);
 }
 
@@ -945,10 +951,21 @@ static bool header_is(const struct msg_header *h, const char *name)
     return strcasecmp(h->name, name) == 0;
 }
 
-/* Appends the addresses (part ADDR) or display names (NAME) in value, one per line. */
-static size_t append_addresses(struct buf *out, const char *value, enum rule_header_part part)
+/* Header i's address list (NULL if none parses), parsed once per scan. */
+static InternetAddressList *header_addresses(struct rule_scratch *s, const struct message *m,
+                                             size_t i)
 {
-    InternetAddressList *list = internet_address_list_parse(NULL, value);
+    if (!s->address_parsed[i]) {
+        s->address_lists[i] = internet_address_list_parse(NULL, m->headers[i].raw);
+        s->address_parsed[i] = 1;
+    }
+    return s->address_lists[i];
+}
+
+/* Appends the addresses (part ADDR) or display names (NAME) of list, one per line. */
+static size_t append_addresses(struct buf *out, InternetAddressList *list,
+                               enum rule_header_part part)
+{
     size_t found = 0;
     int i, n;
     if (list == NULL) return 0;
@@ -976,23 +993,22 @@ static size_t append_addresses(struct buf *out, const char *value, enum rule_hea
         if (found++) buf_append_char(out, '\n');
         buf_append_str(out, s);
     }
-    g_object_unref(list);
     return found;
 }
 
 /* Appends every instance of name; returns how many were found. */
-static size_t append_header(struct buf *out, const struct message *m, const uint32_t *hashes,
+static size_t append_header(struct buf *out, const struct message *m, struct rule_scratch *s,
                             const char *name, const struct target *t)
 {
     size_t i, found = 0;
     uint32_t want = header_name_hash(name);
     for (i = 0; i < m->n_headers; i++) {
         const struct msg_header *h = &m->headers[i];
-        if (hashes[i] != want || !header_is(h, name)) continue;
+        if (s->header_hashes[i] != want || !header_is(h, name)) continue;
         if (t->part != RULE_HDR_VALUE) {
             size_t before = found;
             if (found) buf_append_char(out, '\n');
-            found += append_addresses(out, h->raw, t->part);
+            found += append_addresses(out, header_addresses(s, m, i), t->part);
             if (found == before && before) out->len--; /* drop the separator */
             continue;
         }
@@ -1048,7 +1064,7 @@ static size_t append_relays(struct buf *out, const struct message *m, bool trust
 }
 
 /* Builds the text target t reads into out; false if the header is absent. */
-static bool target_text(const struct target *t, const struct message *m, const uint32_t *hashes,
+static bool target_text(const struct target *t, const struct message *m, struct rule_scratch *s,
                         struct buf *out)
 {
     const char *n = t->name;
@@ -1072,18 +1088,18 @@ static bool target_text(const struct target *t, const struct message *m, const u
         } else {
             struct target rp = *t;
             rp.part = RULE_HDR_ADDR;
-            found = append_header(out, m, hashes, "Return-Path", &rp);
+            found = append_header(out, m, s, "Return-Path", &rp);
         }
         break;
     case TARGET_TO_CC:
-        found = append_header(out, m, hashes, "To", t);
-        found += append_header(out, m, hashes, "Cc", t);
+        found = append_header(out, m, s, "To", t);
+        found += append_header(out, m, s, "Cc", t);
         break;
     case TARGET_MESSAGE_ID: {
         static const char *const ids[] = {"X-Message-Id", "Resent-Message-Id",
                                           "X-Original-Message-ID", "Message-Id"};
         for (i = 0; i < 4; i++)
-            found += append_header(out, m, hashes, ids[i], t);
+            found += append_header(out, m, s, ids[i], t);
         break;
     }
     case TARGET_RELAYS_EXTERNAL:
@@ -1093,7 +1109,7 @@ static bool target_text(const struct target *t, const struct message *m, const u
         found = append_relays(out, m, true);
         break;
     case TARGET_HEADER:
-        found = append_header(out, m, hashes, n, t);
+        found = append_header(out, m, s, n, t);
         break;
     }
     if (found == 0) {
@@ -1375,13 +1391,16 @@ void rule_engine_scan(const struct rule_engine *e, struct rule_scratch *s, const
     if (m->n_headers > s->header_hashes_cap) {
         s->header_hashes_cap = m->n_headers;
         s->header_hashes = xrealloc(s->header_hashes, m->n_headers * sizeof *s->header_hashes);
+        s->address_lists = xrealloc(s->address_lists, m->n_headers * sizeof *s->address_lists);
+        s->address_parsed = xrealloc(s->address_parsed, m->n_headers);
     }
     for (i = 0; i < m->n_headers; i++)
         s->header_hashes[i] = header_name_hash(m->headers[i].name);
+    if (m->n_headers) memset(s->address_parsed, 0, m->n_headers);
 
     for (i = 0; i < e->n_targets; i++) {
         const struct target *t = &e->targets[i];
-        bool present = target_text(t, m, s->header_hashes, &s->text);
+        bool present = target_text(t, m, s, &s->text);
         if (present)
             scan_text(&mc, t->set, s->target_scratch[i], s->text.data ? s->text.data : "",
                       s->text.len);
@@ -1397,6 +1416,8 @@ void rule_engine_scan(const struct rule_engine *e, struct rule_scratch *s, const
                 s->hits[slot] = s->hits[slot] == 0 && e->slots[slot].runs_regex;
         }
     }
+    for (i = 0; i < m->n_headers; i++)
+        if (s->address_parsed[i] && s->address_lists[i]) g_object_unref(s->address_lists[i]);
     if (e->body) scan_body(&mc, m);
     if (e->rawbody) scan_rawbody(&mc, m);
     if (e->uri) {
