@@ -156,7 +156,7 @@ struct rule_scratch {
     struct buf line;
     uint32_t *header_hashes; /* header_name_hash() of each header of the message being scanned */
     /* Each header's address list, parsed the first time a target reads it (From:addr and
-     * From:name, To:addr and ToCc:addr, ...) and released when the scan ends. */
+     * From:name, To:addr and ToCc:addr, ...) and released once the header targets are done. */
     InternetAddressList **address_lists;
     unsigned char *address_parsed;
     size_t header_hashes_cap;
