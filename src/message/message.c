@@ -379,9 +379,11 @@ static bool params_conflict(const char *raw)
     return false;
 }
 
-static bool is_mime_header(const char *name)
+/* A Content-* or MIME-Version field name: name[0..len), not necessarily terminated. */
+static bool is_mime_header(const char *name, size_t len)
 {
-    return strncasecmp(name, "Content-", 8) == 0 || strcasecmp(name, "MIME-Version") == 0;
+    return (len >= 8 && strncasecmp(name, "Content-", 8) == 0) ||
+           (len == 12 && strncasecmp(name, "MIME-Version", 12) == 0);
 }
 
 /*
@@ -405,7 +407,7 @@ static unsigned header_list_flags(GMimeHeaderList *hl, bool part_list)
         if (!ascii_only(name) || (!ascii_only(raw) && !g_utf8_validate(raw, -1, NULL)))
             flags |= MSG_F_8BIT_HEADERS | MSG_F_BAD_HEADERS;
         if (strstr(raw, "=?") && encoded_word_has_blank(raw)) flags |= MSG_F_BAD_HEADERS;
-        if (!part_list || !is_mime_header(name)) continue;
+        if (!part_list || !is_mime_header(name, strlen(name))) continue;
         for (j = 0; j < i; j++) {
             GMimeHeader *e = g_mime_header_list_get_header_at(hl, j);
             const char *ename = g_mime_header_get_name(e);
@@ -831,9 +833,6 @@ enum block_kind {
     BLOCK_CHILD, /* a multipart's child: its block follows a boundary line */
     BLOCK_BODY,  /* an embedded message's body: its block is the message's, checked there */
 };
-
-static void walk(struct parse_state *st, GMimeObject *obj, int parent, int depth,
-                 enum block_kind kind);
 
 /* A leaf part: its disposition and file name as GMime gives them, and its still-encoded body
  * (which may point into st->decoded). */
@@ -1351,12 +1350,6 @@ static bool field_is(const struct plain_field *f, const char *name)
     return f->name_len == strlen(name) && strncasecmp(f->name, name, f->name_len) == 0;
 }
 
-static bool field_is_mime(const struct plain_field *f)
-{
-    return (f->name_len >= 8 && strncasecmp(f->name, "Content-", 8) == 0) ||
-           field_is(f, "MIME-Version");
-}
-
 /* Splits the header block of raw[0..len) into fields. False if it is not plain (see above);
  * else *body is the offset after the blank line. *fields is malloc'd either way. */
 static bool plain_fields(const char *raw, size_t len, struct plain_field **fields, size_t *n,
@@ -1426,7 +1419,7 @@ static bool plain_parse(struct parse_state *st)
 
     if (!plain_fields(st->raw, st->raw_len, &fields, &n, &body)) goto not_plain;
     for (i = 0; i < n; i++) {
-        if (!field_is_mime(&fields[i])) continue;
+        if (!is_mime_header(fields[i].name, fields[i].name_len)) continue;
         for (j = 0; j < i; j++)
             if (fields[j].name_len == fields[i].name_len &&
                 strncasecmp(fields[j].name, fields[i].name, fields[i].name_len) == 0)

@@ -318,11 +318,10 @@ void kv_batch_incr(struct kv_batch *b, const char *ns, uint64_t key, unsigned wi
     op->key = key;
     op->ttl_seconds = ttl_seconds;
     op->data_off = b->n_deltas;
-    for (c = 0; c < width; c++) {
+    for (c = 0; c < width; c++)
         b->deltas[b->n_deltas++] = deltas[c];
-        if (deltas[c] < 0) op->has_negative = true;
-    }
-    if (op->has_negative) b->has_negative = true;
+    op->has_negative = negative;
+    if (negative) b->has_negative = true;
     if (slotted) kv_incr_slots_insert(b, b->n_ops - 1);
 }
 
